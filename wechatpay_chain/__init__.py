@@ -1,0 +1,57 @@
+"""wechatpay_chain: an asyncio-native WeChat Pay API v3 client.
+
+Write a path the way it reads in the docs, await a verb, and get back a verified answer::
+
+    async with WeChatPay(mchid, serial, private_key, {public_key_id: public_key}) as wxpay:
+        r = await wxpay.v3.pay.transactions.native.post(json={...})
+"""
+
+from ._version import __version__
+from .chain import Node
+from .client import WeChatPay
+from .errors import (
+    ApiError,
+    ConfigError,
+    ConnectError,
+    DecryptionError,
+    MissingSignatureHeaderError,
+    ProbeSignatureError,
+    RequestTimeoutError,
+    SignatureMismatchError,
+    TimestampSkewError,
+    TransportError,
+    UnknownSerialError,
+    UnsupportedSignatureTypeError,
+    VerificationError,
+    WeChatPayError,
+)
+from .middleware import SigningMiddleware, VerifyingMiddleware
+from .response import Response
+from .signing import Signer
+from .verifying import PublicKeyStore, Verifier
+
+__all__ = [
+    "ApiError",
+    "ConfigError",
+    "ConnectError",
+    "DecryptionError",
+    "MissingSignatureHeaderError",
+    "Node",
+    "ProbeSignatureError",
+    "PublicKeyStore",
+    "RequestTimeoutError",
+    "Response",
+    "SignatureMismatchError",
+    "Signer",
+    "SigningMiddleware",
+    "TimestampSkewError",
+    "TransportError",
+    "UnknownSerialError",
+    "UnsupportedSignatureTypeError",
+    "VerificationError",
+    "Verifier",
+    "VerifyingMiddleware",
+    "WeChatPay",
+    "WeChatPayError",
+    "__version__",
+]

@@ -1,0 +1,186 @@
+"""The path chain: ``wxpay.v3.pay.transactions.native.post(json=...)``.
+
+A node is an immutable tuple of path segments bound to a client. Building a child costs one
+tuple and one small object; nothing is cached, so chains over arbitrary values do not grow
+memory. The verbs are a node's only public members, because real paths contain segments
+named ``close``, ``upload``, ``notify``, ``file`` and ``bills``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .uri import QueryValue, attribute_segment, split_path
+
+if TYPE_CHECKING:
+    from aiohttp import ClientTimeout
+
+    from .response import Response
+
+__all__ = ["Node"]
+
+class Requester(Protocol):
+    """What a node needs from its client: one way to send a request."""
+
+    async def _send(
+        self,
+        method: str,
+        segments: tuple[str, ...],
+        *,
+        json: Any,
+        data: bytes | str | None,
+        params: Mapping[str, QueryValue] | None,
+        headers: Mapping[str, str] | None,
+        timeout: float | ClientTimeout | None,
+        path_values: Mapping[str, object],
+    ) -> Response: ...
+
+
+def _merge_path_values(path_params: Mapping[str, object] | None, keywords: dict[str, object]) -> dict[str, object]:
+    if not path_params:
+        return keywords
+    both = sorted(set(path_params) & set(keywords))
+    if both:
+        raise TypeError(f"placeholder {', '.join(map(repr, both))} given both as keyword and in path_params")
+    return {**path_params, **keywords}
+
+
+def is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+class Node:
+    """One path in the WeChat Pay API, and the verbs that call it."""
+
+    __slots__ = ("_client", "_segments")
+
+    _client: Requester
+    _segments: tuple[str, ...]
+
+    def __init__(self, client: Requester, segments: tuple[str, ...]) -> None:
+        object.__setattr__(self, "_client", client)
+        object.__setattr__(self, "_segments", segments)
+
+    def __getattr__(self, name: str) -> Node:
+        # Dunder look-ups come from copy, pickle, mocks and debuggers: never a path segment.
+        # An unset slot (mid-unpickling) must not recurse into building a child either.
+        if is_dunder(name) or name in Node.__slots__:
+            raise AttributeError(name)
+        return Node(self._client, (*self._segments, attribute_segment(name)))
+
+    def __getitem__(self, path: str) -> Node:
+        return Node(self._client, self._segments + split_path(path))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"path nodes are immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"path nodes are immutable; cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[type[Node], tuple[Requester, tuple[str, ...]]]:
+        return (Node, (self._client, self._segments))
+
+    def __repr__(self) -> str:
+        return f"<wechatpay_chain.Node {'/'.join(self._segments)!r}>"
+
+    async def request(
+        self,
+        method: str,
+        *,
+        json: Any = None,
+        data: bytes | str | None = None,
+        params: Mapping[str, QueryValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | ClientTimeout | None = None,
+        path_params: Mapping[str, object] | None = None,
+        **placeholders: object,
+    ) -> Response:
+        """Send ``method`` to this path; keywords other than the options fill placeholders."""
+        return await self._client._send(
+            method,
+            self._segments,
+            json=json,
+            data=data,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            path_values=_merge_path_values(path_params, placeholders),
+        )
+
+    async def get(
+        self,
+        *,
+        params: Mapping[str, QueryValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | ClientTimeout | None = None,
+        path_params: Mapping[str, object] | None = None,
+        **placeholders: object,
+    ) -> Response:
+        return await self.request(
+            "GET", params=params, headers=headers, timeout=timeout, path_params=path_params, **placeholders
+        )
+
+    async def post(
+        self,
+        *,
+        json: Any = None,
+        data: bytes | str | None = None,
+        params: Mapping[str, QueryValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | ClientTimeout | None = None,
+        path_params: Mapping[str, object] | None = None,
+        **placeholders: object,
+    ) -> Response:
+        return await self.request(
+            "POST", json=json, data=data, params=params, headers=headers, timeout=timeout,
+            path_params=path_params, **placeholders,
+        )
+
+    async def put(
+        self,
+        *,
+        json: Any = None,
+        data: bytes | str | None = None,
+        params: Mapping[str, QueryValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | ClientTimeout | None = None,
+        path_params: Mapping[str, object] | None = None,
+        **placeholders: object,
+    ) -> Response:
+        return await self.request(
+            "PUT", json=json, data=data, params=params, headers=headers, timeout=timeout,
+            path_params=path_params, **placeholders,
+        )
+
+    async def patch(
+        self,
+        *,
+        json: Any = None,
+        data: bytes | str | None = None,
+        params: Mapping[str, QueryValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | ClientTimeout | None = None,
+        path_params: Mapping[str, object] | None = None,
+        **placeholders: object,
+    ) -> Response:
+        return await self.request(
+            "PATCH", json=json, data=data, params=params, headers=headers, timeout=timeout,
+            path_params=path_params, **placeholders,
+        )
+
+    async def delete(
+        self,
+        *,
+        json: Any = None,
+        data: bytes | str | None = None,
+        params: Mapping[str, QueryValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | ClientTimeout | None = None,
+        path_params: Mapping[str, object] | None = None,
+        **placeholders: object,
+    ) -> Response:
+        return await self.request(
+            "DELETE", json=json, data=data, params=params, headers=headers, timeout=timeout,
+            path_params=path_params, **placeholders,
+        )

@@ -1,0 +1,248 @@
+"""``WeChatPay``: configuration, the aiohttp session's lifecycle, and the root of the chain."""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import platform
+import re
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from ._version import __version__
+from .chain import Node, is_dunder
+from .errors import ApiError, ConfigError, ConnectError, RequestTimeoutError, TransportError
+from .keys import KeySource
+from .middleware import SigningMiddleware, VerifyingMiddleware
+from .response import Response
+from .signing import Signer, new_nonce
+from .uri import QueryValue, request_target, split_path
+from .verifying import PublicKeyStore, Verifier
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "USER_AGENT", "WeChatPay"]
+
+DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
+#: Generous for a payment API whose slowest documented calls answer in seconds; the connect
+#: limit fails fast when a host is unreachable.
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
+# WeChat Pay closes idle connections after about 8 s; reusing one it already closed would
+# cost a failed attempt, so the pool drops them first.
+_KEEPALIVE_SECONDS = 5.0
+
+USER_AGENT = (
+    f"wechatpay-chain/{__version__} aiohttp/{aiohttp.__version__} "
+    f"Python/{platform.python_version()} ({platform.system()})"
+)
+
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+_MCHID = re.compile(r"[0-9]{1,32}")
+_SERIAL = re.compile(r"[0-9A-Fa-f]{1,64}")
+
+
+def _check_config(mchid: object, serial: object, apiv3_key: object, base_url: object) -> tuple[bytes | None, str]:
+    if not isinstance(mchid, str) or not _MCHID.fullmatch(mchid):
+        raise ConfigError("mchid: expected the merchant ID as a str of digits, e.g. '1900000109'")
+    if not isinstance(serial, str) or not _SERIAL.fullmatch(serial):
+        raise ConfigError(
+            "serial: expected the merchant API certificate serial number in hexadecimal "
+            "(merchant platform > API security), e.g. '408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB'"
+        )
+    key: bytes | None = None
+    if apiv3_key is not None:
+        key = apiv3_key.encode() if isinstance(apiv3_key, str) else apiv3_key if isinstance(apiv3_key, bytes) else None
+        if key is None or len(key) != 32:
+            size = f"{len(key)} bytes" if key is not None else f"a {type(apiv3_key).__name__}"
+            raise ConfigError(f"apiv3_key: expected the 32-byte APIv3 key as str or bytes; got {size}")
+    if not isinstance(base_url, str):
+        raise ConfigError("base_url: expected a str such as 'https://api.mch.weixin.qq.com'")
+    url = URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host or url.query_string or url.fragment:
+        raise ConfigError(f"base_url: expected http(s)://host[:port][/prefix]; got {base_url!r}")
+    return key, base_url.rstrip("/")
+
+
+def _as_timeout(timeout: float | aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigError("timeout: expected seconds > 0 or an aiohttp.ClientTimeout")
+    return aiohttp.ClientTimeout(total=float(timeout))
+
+
+class WeChatPay:
+    """A WeChat Pay API v3 client for one merchant.
+
+    Construction loads and checks the keys (so a bad configuration fails here, not at the
+    first payment) and touches no network; the aiohttp session is opened on first use
+    inside the running loop, or by ``async with``, and closed by :meth:`close`. A
+    ``session`` passed in is used as it is and left open.
+    """
+
+    def __init__(
+        self,
+        mchid: str,
+        serial: str,
+        private_key: KeySource,
+        public_keys: Mapping[str, KeySource] | None = None,
+        *,
+        apiv3_key: str | bytes | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float | aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+        session: aiohttp.ClientSession | None = None,
+        clock: Callable[[], float] = time.time,
+        nonce: Callable[[], str] = new_nonce,
+    ) -> None:
+        self._apiv3_key, self._base_url = _check_config(mchid, serial, apiv3_key, base_url)
+        self._mchid = mchid
+        self._timeout = _as_timeout(timeout)
+        self._clock = clock
+        self._signer = Signer(mchid, serial, private_key, clock=clock, nonce=nonce)
+        self._public_keys = PublicKeyStore(public_keys)
+        self._verifier = Verifier(self._public_keys, clock=clock)
+        self._middlewares = (SigningMiddleware(self._signer), VerifyingMiddleware(self._verifier))
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+
+    # -- the root of the chain -------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Node:
+        # A first segment never starts with "_": refusing those keeps a misspelt private
+        # attribute from silently becoming a path.
+        if name.startswith("_") or is_dunder(name):
+            raise AttributeError(name)
+        return Node(self, ()).__getattr__(name)
+
+    def __getitem__(self, path: str) -> Node:
+        return Node(self, split_path(path))
+
+    def chain(self, path: str) -> Node:
+        """The node for a path written as in the docs: ``chain("v3/pay/transactions/native")``."""
+        return Node(self, split_path(path))
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def mchid(self) -> str:
+        return self._mchid
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def middlewares(self) -> tuple[aiohttp.ClientMiddlewareType, ...]:
+        """Signing and verifying, for an ``aiohttp.ClientSession(middlewares=...)`` of your own."""
+        return self._middlewares
+
+    def __repr__(self) -> str:
+        return f"<WeChatPay mchid={self._mchid!r} base_url={self._base_url!r}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> WeChatPay:
+        self._get_session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session this client opened (a session passed in is left open)."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("this WeChatPay client is closed; create a new one")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(keepalive_timeout=_KEEPALIVE_SECONDS)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        segments: tuple[str, ...],
+        *,
+        json: Any,
+        data: bytes | str | None,
+        params: Mapping[str, QueryValue] | None,
+        headers: Mapping[str, str] | None,
+        timeout: float | aiohttp.ClientTimeout | None,
+        path_values: Mapping[str, object],
+    ) -> Response:
+        method = method.upper() if isinstance(method, str) else method
+        if method not in _METHODS:
+            raise ValueError(f"method must be one of {', '.join(sorted(_METHODS))}; got {method!r}")
+        # Everything that can be wrong with the call is found before a byte is sent.
+        target = request_target(segments, path_values, params)
+        body = _body_bytes(method, json, data)
+        send_headers = CIMultiDict(
+            {"Accept": "application/json", "User-Agent": USER_AGENT}
+        )
+        serial = self._public_keys.preferred_serial
+        if serial is not None:
+            send_headers["Wechatpay-Serial"] = serial
+        if body is not None:
+            send_headers["Content-Type"] = "application/json"
+        if headers:
+            send_headers.update(headers)
+        call_timeout = self._timeout if timeout is None else _as_timeout(timeout)
+        session = self._get_session()
+        try:
+            async with session.request(
+                method,
+                URL(self._base_url + target, encoded=True),
+                data=body,
+                headers=send_headers,
+                timeout=call_timeout,
+                allow_redirects=False,
+                raise_for_status=False,
+                middlewares=self._middlewares,
+            ) as answer:
+                received = await answer.read()
+                status, answer_headers = answer.status, answer.headers
+        except aiohttp.ClientConnectorError as error:
+            raise ConnectError(f"{method} {target}: cannot connect to {self._base_url}: {error.os_error}") from error
+        except asyncio.TimeoutError as error:
+            raise RequestTimeoutError(f"{method} {target}: no complete answer within the timeout") from error
+        except aiohttp.ClientError as error:
+            raise TransportError(f"{method} {target}: {type(error).__name__}: {error}") from error
+        if not 200 <= status < 300:
+            raise ApiError(status, body=received, headers=answer_headers, request_id=answer_headers.get("Request-ID"))
+        return Response(status=status, headers=answer_headers, body=received, method=method, target=target)
+
+
+def _body_bytes(method: str, json: Any, data: bytes | str | None) -> bytes | None:
+    if json is not None and data is not None:
+        raise TypeError("pass json= or data=, not both")
+    if json is not None:
+        if method == "GET":
+            raise TypeError("a GET request carries no body")
+        # Serialised once: these very bytes are signed and sent.
+        return jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":")).encode()
+    if data is not None:
+        if method == "GET":
+            raise TypeError("a GET request carries no body")
+        if isinstance(data, str):
+            return data.encode()
+        if isinstance(data, bytes):
+            return data
+        raise TypeError(f"data= takes bytes or str, not {type(data).__name__}")
+    return None if method == "GET" else b""

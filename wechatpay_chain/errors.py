@@ -1,0 +1,152 @@
+"""The exception hierarchy: everything this library raises on purpose is a `WeChatPayError`.
+
+Messages say what a person needs to act on and never carry a key, the APIv3 key or an
+Authorization header.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+__all__ = [
+    "ApiError",
+    "ConfigError",
+    "ConnectError",
+    "DecryptionError",
+    "MissingSignatureHeaderError",
+    "ProbeSignatureError",
+    "RequestTimeoutError",
+    "SignatureMismatchError",
+    "TimestampSkewError",
+    "TransportError",
+    "UnknownSerialError",
+    "UnsupportedSignatureTypeError",
+    "VerificationError",
+    "WeChatPayError",
+]
+
+
+class WeChatPayError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigError(WeChatPayError, ValueError):
+    """The client was configured with something unusable (a bad key, a bad APIv3 key...)."""
+
+
+class ApiError(WeChatPayError):
+    """WeChat Pay answered with a status outside 2xx.
+
+    ``code``, ``message`` and ``detail`` come from the JSON error body when there is one;
+    ``body`` and ``headers`` keep what was received, for a body that is not JSON (an HTML
+    page from a proxy, say).
+    """
+
+    status: int
+    code: str | None
+    message: str | None
+    detail: Any
+    request_id: str | None
+    body: bytes
+    headers: Mapping[str, str]
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers = CIMultiDictProxy(CIMultiDict(headers or {}))
+        self.request_id = request_id
+        self.code, self.message, self.detail = _parse_error_body(body)
+        super().__init__(self._summary())
+
+    def _summary(self) -> str:
+        summary = f"HTTP {self.status}"
+        if self.code:
+            summary += f" {self.code}"
+        if self.message:
+            summary += f": {self.message}"
+        elif self.code is None and self.body:
+            summary += f": a non-JSON body of {len(self.body)} bytes"
+        if self.request_id:
+            summary += f" (Request-ID {self.request_id})"
+        return summary
+
+
+def _parse_error_body(body: bytes) -> tuple[str | None, str | None, Any]:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None, None, None
+    if not isinstance(document, dict):
+        return None, None, None
+    code = document.get("code")
+    message = document.get("message")
+    return (
+        code if isinstance(code, str) else None,
+        message if isinstance(message, str) else None,
+        document.get("detail"),
+    )
+
+
+class VerificationError(WeChatPayError):
+    """A response or notification could not be proven to come from WeChat Pay.
+
+    Nothing of what failed verification is handed back; ``request_id`` (when the message
+    carried one) helps WeChat Pay's support find the exchange.
+    """
+
+    request_id: str | None
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        self.request_id = request_id
+        super().__init__(message if request_id is None else f"{message} (Request-ID {request_id})")
+
+
+class MissingSignatureHeaderError(VerificationError):
+    """One of the four ``Wechatpay-*`` headers is missing or empty."""
+
+
+class TimestampSkewError(VerificationError):
+    """``Wechatpay-Timestamp`` is more than 300 s from now (a replay, or a wrong clock)."""
+
+
+class UnknownSerialError(VerificationError):
+    """``Wechatpay-Serial`` names no public key or certificate this client holds."""
+
+
+class UnsupportedSignatureTypeError(VerificationError):
+    """``Wechatpay-Signature-Type`` names a scheme this client does not implement."""
+
+
+class SignatureMismatchError(VerificationError):
+    """The RSA signature does not verify over the received bytes."""
+
+
+class ProbeSignatureError(SignatureMismatchError):
+    """WeChat Pay's deliberate probe (``WECHATPAY/SIGNTEST/...``): rejected like any bad signature."""
+
+
+class DecryptionError(WeChatPayError):
+    """A ciphertext could not be decrypted (wrong key, tampered data)."""
+
+
+class TransportError(WeChatPayError):
+    """The exchange with WeChat Pay failed below HTTP: nothing verified was received."""
+
+
+class ConnectError(TransportError):
+    """No connection could be made (DNS, refused, TLS)."""
+
+
+class RequestTimeoutError(TransportError, TimeoutError):
+    """The request did not complete within its timeout."""

@@ -1,0 +1,139 @@
+"""Path segments, URI templates and the request target.
+
+The request target (path, ``?``, query) is built here once, percent-encoded, and that exact
+string is both signed and sent (PROTOCOL.md section 1.2).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Union
+from urllib.parse import quote
+
+__all__ = [
+    "QueryValue",
+    "attribute_segment",
+    "expand",
+    "placeholders",
+    "split_path",
+    "encode_query",
+    "request_target",
+]
+
+QueryValue = Union[str, int, float, bool, None, Sequence[Union[str, int, float, bool]]]
+
+# RFC 3986 pchar minus the characters a WeChat Pay path never needs raw: a literal segment
+# keeps letters, digits, "-._~" and these sub-delimiters, and everything else is encoded.
+_SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
+_PLACEHOLDER = re.compile(r"\{(\+?)([^{}/]+)\}")
+_CAPITAL = re.compile(r"[A-Z]")
+
+
+def attribute_segment(name: str) -> str:
+    """The path segment an attribute name stands for (DESIGN.md, the chain table).
+
+    ``outTradeNo`` -> ``out-trade-no``; ``_out_trade_no_`` -> ``{out_trade_no}``;
+    ``global_`` -> ``global``; ``video_upload`` and ``applyment4sub`` stay as they are.
+    Dunder names are refused by the caller before they get here.
+    """
+    if len(name) > 2 and name.startswith("_") and name.endswith("_"):
+        return "{" + name[1:-1] + "}"
+    if name.endswith("_") and len(name) > 1:
+        name = name[:-1]
+    # ASCII capitals only: a non-ASCII letter is never folded.
+    return _CAPITAL.sub(lambda capital: "-" + capital.group(0).lower(), name).lstrip("-")
+
+
+def split_path(path: str) -> tuple[str, ...]:
+    """Split a written path on ``/``, verbatim: no case folding, trailing slash kept.
+
+    One leading ``/`` is dropped, so ``"/v3/pay"`` and ``"v3/pay"`` are the same path.
+    """
+    if not isinstance(path, str):
+        raise TypeError(f"a path is a str, not {type(path).__name__}")
+    if path.startswith("/"):
+        path = path[1:]
+    if not path:
+        raise ValueError("an empty path names no endpoint")
+    return tuple(path.split("/"))
+
+
+def placeholders(segments: Iterable[str]) -> list[str]:
+    """Names of the ``{placeholders}`` in ``segments``, in order, without repeats."""
+    names: list[str] = []
+    for segment in segments:
+        for match in _PLACEHOLDER.finditer(segment):
+            if match.group(2) not in names:
+                names.append(match.group(2))
+    return names
+
+
+def _placeholder_value(name: str, value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"placeholder {name!r} takes a str or int, not {type(value).__name__}")
+    text = str(value)
+    if not text:
+        raise ValueError(f"placeholder {name!r} is empty: it would leave an empty path segment")
+    return text
+
+
+def expand(segments: Sequence[str], values: Mapping[str, object]) -> str:
+    """Fill the placeholders of ``segments`` and return the percent-encoded path.
+
+    Every placeholder must be filled and every value must fill one, else ``TypeError``.
+    ``{name}`` values are encoded as one segment (``/`` becomes ``%2F``); ``{+name}`` values
+    are inserted as they are (already encoded ids).
+    """
+    wanted = placeholders(segments)
+    unknown = [name for name in values if name not in wanted]
+    if unknown:
+        known = ", ".join(wanted) or "none"
+        raise TypeError(f"no placeholder named {', '.join(map(repr, unknown))} in this path (placeholders: {known})")
+    missing = [name for name in wanted if name not in values]
+    if missing:
+        raise TypeError(f"unfilled placeholder {', '.join(map(repr, missing))}: pass it as a keyword")
+    encoded: list[str] = []
+    for segment in segments:
+        position = 0
+        parts: list[str] = []
+        for match in _PLACEHOLDER.finditer(segment):
+            parts.append(quote(segment[position : match.start()], safe=_SEGMENT_SAFE))
+            value = _placeholder_value(match.group(2), values[match.group(2)])
+            parts.append(value if match.group(1) else quote(value, safe=""))
+            position = match.end()
+        parts.append(quote(segment[position:], safe=_SEGMENT_SAFE))
+        encoded.append("".join(parts))
+    return "/" + "/".join(encoded)
+
+
+def _query_text(key: str, value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (str, int, float)):
+        text = str(value)
+    else:
+        raise TypeError(f"query parameter {key!r} takes str, int, float or bool, not {type(value).__name__}")
+    return quote(key, safe="") + "=" + quote(text, safe="")
+
+
+def encode_query(params: Mapping[str, QueryValue] | None) -> str:
+    """Encode ``params`` in the caller's order; ``None`` values are left out, lists repeat the key."""
+    if not params:
+        return ""
+    pairs: list[str] = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            pairs.extend(_query_text(key, item) for item in value)
+        else:
+            pairs.append(_query_text(key, value))  # type: ignore[arg-type]
+    return "&".join(pairs)
+
+
+def request_target(segments: Sequence[str], values: Mapping[str, object], params: Mapping[str, QueryValue] | None) -> str:
+    """Path and query, exactly as signed and sent."""
+    path = expand(segments, values)
+    query = encode_query(params)
+    return f"{path}?{query}" if query else path

@@ -1,0 +1,159 @@
+"""Verifying what WeChat Pay sends: the serial -> key store and the Verifier.
+
+The rules (PROTOCOL.md section 2): the four ``Wechatpay-*`` headers present, the timestamp
+within 300 s of now, the serial known, and RSA-SHA256 valid over
+``timestamp\\nnonce\\nbody\\n`` computed on the body's bytes exactly as received.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+import attrs
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from multidict import CIMultiDict
+
+from .errors import (
+    ConfigError,
+    MissingSignatureHeaderError,
+    ProbeSignatureError,
+    SignatureMismatchError,
+    TimestampSkewError,
+    UnknownSerialError,
+    UnsupportedSignatureTypeError,
+)
+from .keys import KeySource, load_verification_key
+from .signing import AUTHORIZATION_SCHEME
+
+__all__ = ["MAX_CLOCK_SKEW", "PROBE_PREFIX", "PUBLIC_KEY_ID_PREFIX", "PublicKeyStore", "Verifier"]
+
+#: Seconds between ``Wechatpay-Timestamp`` and now beyond which a message is refused.
+MAX_CLOCK_SKEW = 300
+#: WeChat Pay's deliberately wrong signatures start with this (PROTOCOL.md section 2.6).
+PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
+PUBLIC_KEY_ID_PREFIX = "PUB_KEY_ID_"
+
+_REQUIRED_HEADERS = ("Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial")
+
+
+def _normalise_serial(serial: str) -> str:
+    # Certificate serials are hexadecimal and compared case-insensitively; public-key IDs
+    # (``PUB_KEY_ID_...``) are upper-case already, so upper-casing both is safe.
+    return serial.strip().upper()
+
+
+class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
+    """The WeChat Pay keys a client trusts, by serial or public-key ID.
+
+    Keys come from the ``public_keys`` configuration (a ``PUB_KEY_ID_...`` and/or platform
+    certificate serials); both kinds may be held at once during the migration period.
+    """
+
+    def __init__(self, keys: Mapping[str, KeySource] | None = None) -> None:
+        self._keys: dict[str, rsa.RSAPublicKey] = {}
+        for serial, source in (keys or {}).items():
+            self.add(serial, source)
+
+    def add(self, serial: str, source: KeySource) -> None:
+        if not isinstance(serial, str) or not serial.strip():
+            raise ConfigError("public_keys: each key needs its serial or PUB_KEY_ID_... as a non-empty str")
+        self._keys[_normalise_serial(serial)] = load_verification_key(source)
+
+    def __getitem__(self, serial: str) -> rsa.RSAPublicKey:
+        return self._keys[_normalise_serial(serial)]
+
+    def __contains__(self, serial: object) -> bool:
+        return isinstance(serial, str) and _normalise_serial(serial) in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @property
+    def preferred_serial(self) -> str | None:
+        """The key WeChat Pay should sign with: the public-key ID when one is held."""
+        for serial in self._keys:
+            if serial.startswith(PUBLIC_KEY_ID_PREFIX):
+                return serial
+        return next(iter(self._keys), None)
+
+    def __repr__(self) -> str:
+        return f"PublicKeyStore({sorted(self._keys)!r})"
+
+
+def _as_store(keys: PublicKeyStore | Mapping[str, KeySource] | None) -> PublicKeyStore:
+    return keys if isinstance(keys, PublicKeyStore) else PublicKeyStore(keys)
+
+
+@attrs.frozen
+class Verifier:
+    """Checks ``Wechatpay-*`` signatures with the keys in ``public_keys``."""
+
+    public_keys: PublicKeyStore = attrs.field(converter=_as_store)
+    clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True)
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Return if ``body`` with ``headers`` is proven to come from WeChat Pay, else raise.
+
+        Header names are matched case-insensitively. Raises a subclass of
+        :class:`~wechatpay_chain.errors.VerificationError` naming what failed.
+        """
+        headers = CIMultiDict(headers)
+        request_id = headers.get("Request-ID")
+        missing = [name for name in _REQUIRED_HEADERS if not headers.get(name, "").strip()]
+        if missing:
+            raise MissingSignatureHeaderError(
+                f"unsigned message: missing {', '.join(missing)}", request_id=request_id
+            )
+        signature_type = headers.get("Wechatpay-Signature-Type")
+        if signature_type is not None and signature_type.strip() != AUTHORIZATION_SCHEME:
+            raise UnsupportedSignatureTypeError(
+                f"Wechatpay-Signature-Type {signature_type[:64]!r} is not {AUTHORIZATION_SCHEME}",
+                request_id=request_id,
+            )
+        timestamp_text = headers["Wechatpay-Timestamp"].strip()
+        if not timestamp_text.isascii() or not timestamp_text.isdigit():
+            raise TimestampSkewError(
+                f"Wechatpay-Timestamp {timestamp_text[:32]!r} is not Unix seconds", request_id=request_id
+            )
+        skew = int(timestamp_text) - int(self.clock())
+        if abs(skew) > MAX_CLOCK_SKEW:
+            when = "in the future" if skew > 0 else "old"
+            raise TimestampSkewError(
+                f"Wechatpay-Timestamp is {abs(skew)} s {when}, beyond the {MAX_CLOCK_SKEW} s window "
+                "(a replayed message, or a wrong clock here)",
+                request_id=request_id,
+            )
+        serial = headers["Wechatpay-Serial"].strip()
+        if serial not in self.public_keys:
+            held = ", ".join(self.public_keys) or "none configured"
+            raise UnknownSerialError(
+                f"Wechatpay-Serial {serial[:64]!r} names no key this client holds (holds: {held})",
+                request_id=request_id,
+            )
+        signature_text = headers["Wechatpay-Signature"].strip()
+        if signature_text.startswith(PROBE_PREFIX):
+            raise ProbeSignatureError(
+                "signature probe from WeChat Pay (Wechatpay-Signature starts with "
+                f"{PROBE_PREFIX}): rejected, as a correct verifier must",
+                request_id=request_id,
+            )
+        try:
+            signature = base64.b64decode(signature_text, validate=True)
+        except (binascii.Error, ValueError):
+            raise SignatureMismatchError("Wechatpay-Signature is not Base64", request_id=request_id) from None
+        message = f"{timestamp_text}\n{headers['Wechatpay-Nonce'].strip()}\n".encode() + body + b"\n"
+        try:
+            self.public_keys[serial].verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            raise SignatureMismatchError(
+                f"signature does not verify with key {serial} over the {len(body)}-byte body",
+                request_id=request_id,
+            ) from None
