@@ -1,0 +1,76 @@
+"""Faults the fake server can inject into its next answers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+__all__ = ["Fault"]
+
+FaultKind = Literal[
+    "error", "raw", "delay", "drop", "tamper_body", "wrong_serial", "stale_timestamp", "probe", "unsigned"
+]
+
+
+@attrs.frozen
+class Fault:
+    """One way for an answer to go wrong. Build it with the class methods::
+
+        server.inject(Fault.error(500, "SYSTEM_ERROR"), times=2)
+        server.inject(Fault.delay(3.0), path="/v3/pay/transactions/native")
+    """
+
+    kind: FaultKind
+    status: int = 0
+    code: str = ""
+    message: str = ""
+    seconds: float = 0.0
+    body: bytes = b""
+    content_type: str = ""
+
+    @classmethod
+    def error(cls, status: int, code: str, message: str = "") -> Fault:
+        """Answer ``status`` with WeChat Pay's error body ``{"code", "message"}``, signed."""
+        return cls("error", status=status, code=code, message=message or code)
+
+    @classmethod
+    def raw(cls, status: int, body: bytes, content_type: str = "text/html") -> Fault:
+        """Answer ``status`` with an arbitrary body, unsigned (a proxy's HTML error page)."""
+        return cls("raw", status=status, body=body, content_type=content_type)
+
+    @classmethod
+    def delay(cls, seconds: float) -> Fault:
+        """Wait ``seconds`` before answering normally."""
+        return cls("delay", seconds=seconds)
+
+    @classmethod
+    def drop(cls) -> Fault:
+        """Close the connection without answering."""
+        return cls("drop")
+
+    @classmethod
+    def tamper_body(cls) -> Fault:
+        """Sign the real answer, then send a body that differs by one byte."""
+        return cls("tamper_body")
+
+    @classmethod
+    def wrong_serial(cls) -> Fault:
+        """Sign correctly but name a ``Wechatpay-Serial`` the client does not hold."""
+        return cls("wrong_serial")
+
+    @classmethod
+    def stale_timestamp(cls, seconds: float = 600) -> Fault:
+        """Sign correctly with a timestamp ``seconds`` in the past (negative: the future)."""
+        return cls("stale_timestamp", seconds=seconds)
+
+    @classmethod
+    def probe(cls) -> Fault:
+        """Send WeChat Pay's signature probe: ``Wechatpay-Signature: WECHATPAY/SIGNTEST/...``."""
+        return cls("probe")
+
+    @classmethod
+    def unsigned(cls) -> Fault:
+        """Answer normally but without the ``Wechatpay-*`` signature headers."""
+        return cls("unsigned")
+

@@ -1,0 +1,57 @@
+"""pytest fixtures for testing code that calls WeChat Pay, registered through ``pytest11``.
+
+``wechatpay_server`` is a started :class:`FakeWeChatPay`; ``wechatpay_client`` is a
+``WeChatPay`` bound to it, closed after the test. Both are async fixtures run by
+pytest-asyncio (``pip install pytest-asyncio``; ``asyncio_mode = "auto"`` or mark the tests
+with ``@pytest.mark.asyncio``). RSA keys are generated once per test session, so a fresh
+server per test costs milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..client import WeChatPay
+from .server import FakeWeChatPay, generate_private_key
+
+try:
+    import pytest_asyncio
+except ImportError:  # pragma: no cover - the fixtures then explain what is missing
+    pytest_asyncio = None
+
+
+@pytest.fixture(scope="session")
+def wechatpay_keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
+    """The merchant's and WeChat Pay's throwaway private keys, shared by the session."""
+    return generate_private_key(), generate_private_key()
+
+
+if pytest_asyncio is not None:
+
+    @pytest_asyncio.fixture
+    async def wechatpay_server(
+        wechatpay_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey],
+    ) -> AsyncIterator[FakeWeChatPay]:
+        """A started fake WeChat Pay server on 127.0.0.1 with a fresh state."""
+        merchant_key, wechatpay_key = wechatpay_keys
+        async with FakeWeChatPay(merchant_private_key=merchant_key, wechatpay_private_key=wechatpay_key) as server:
+            yield server
+
+    @pytest_asyncio.fixture
+    async def wechatpay_client(wechatpay_server: FakeWeChatPay) -> AsyncIterator[WeChatPay]:
+        """A ``WeChatPay`` client for the fake server's merchant."""
+        async with wechatpay_server.client() as client:
+            yield client
+
+else:  # pragma: no cover
+
+    @pytest.fixture
+    def wechatpay_server() -> None:
+        pytest.fail("the wechatpay_server fixture needs pytest-asyncio: pip install pytest-asyncio")
+
+    @pytest.fixture
+    def wechatpay_client() -> None:
+        pytest.fail("the wechatpay_client fixture needs pytest-asyncio: pip install pytest-asyncio")

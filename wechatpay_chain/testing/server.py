@@ -1,0 +1,366 @@
+"""``FakeWeChatPay``: a real HTTP server on loopback that speaks WeChat Pay's protocol.
+
+It holds its own WeChat Pay key pair and public-key ID, checks every request's
+``Authorization`` against the merchant's public key as WeChat Pay does, signs every answer,
+keeps orders, refunds and password-exempt pre-sign sessions, and lets a test add routes, read
+what it received and inject faults. Nothing in it is specific to this library's client:
+any WeChat Pay client in any language can be pointed at :attr:`FakeWeChatPay.url`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import re
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Union
+from urllib.parse import unquote
+
+import attrs
+from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from multidict import CIMultiDictProxy, MultiDictProxy
+
+from ..client import WeChatPay
+from ..errors import ConfigError
+from ..keys import KeySource, load_private_key, load_public_key
+from ..signing import AUTHORIZATION_SCHEME, request_message, rsa_sign
+from ..verifying import MAX_CLOCK_SKEW
+from .faults import Fault
+from .messages import ApiFailure, RecordedRequest, Reply
+from .state import PaymentState
+
+__all__ = ["FakeWeChatPay", "MerchantCredentials", "RouteHandler", "generate_private_key"]
+
+RouteHandler = Callable[[RecordedRequest, Mapping[str, str]], Union[Reply, Awaitable[Reply]]]
+
+_AUTH_PARAMETER = re.compile(r'(\w+)="([^"]*)"')
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def generate_private_key() -> rsa.RSAPrivateKey:
+    """A throwaway RSA-2048 key, the size WeChat Pay uses."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+@attrs.frozen
+class MerchantCredentials:
+    """The merchant the fake server recognises. ``private_key_pem`` is ``None`` when the
+    server was given only the merchant's public key (a client of your own holds the key)."""
+
+    mchid: str
+    serial: str
+    public_key: rsa.RSAPublicKey = attrs.field(repr=False)
+    private_key_pem: bytes | None = attrs.field(repr=False, default=None)
+
+
+@attrs.define
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: RouteHandler
+
+
+@attrs.define
+class _Injection:
+    fault: Fault
+    remaining: int
+    method: str | None
+    path: str | None
+
+
+def _compile_template(template: str) -> re.Pattern[str]:
+    if not template.startswith("/"):
+        template = "/" + template
+    parts = _PLACEHOLDER.split(template)
+    # Even indexes are literal text, odd ones placeholder names.
+    regex = "".join(re.escape(part) if index % 2 == 0 else f"(?P<{part}>[^/]+)" for index, part in enumerate(parts))
+    return re.compile(regex + r"\Z")
+
+
+class FakeWeChatPay:
+    """A fake WeChat Pay API server for tests and demos::
+
+        async with FakeWeChatPay() as server:
+            async with server.client() as wxpay:
+                r = await wxpay.v3.pay.transactions.native.post(json={...})
+            assert server.requests[-1].target == "/v3/pay/transactions/native"
+
+    Give ``mchid``, ``serial`` and ``merchant_private_key`` (or only ``merchant_public_key``)
+    to accept your own merchant's signatures; by default throwaway keys are generated.
+    ``clock`` is the server's time, for its timestamps and its 5-minute skew check.
+    """
+
+    def __init__(
+        self,
+        *,
+        mchid: str = "1900000109",
+        serial: str | None = None,
+        merchant_private_key: KeySource | None = None,
+        merchant_public_key: KeySource | None = None,
+        public_key_id: str | None = None,
+        wechatpay_private_key: KeySource | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if merchant_private_key is not None:
+            merchant_key: rsa.RSAPrivateKey | None = load_private_key(merchant_private_key)
+        elif merchant_public_key is None:
+            merchant_key = generate_private_key()
+        else:
+            merchant_key = None
+        self.merchant = MerchantCredentials(
+            mchid=mchid,
+            serial=serial or secrets.token_hex(20).upper(),
+            public_key=merchant_key.public_key() if merchant_key else load_public_key(merchant_public_key),  # type: ignore[arg-type]
+            private_key_pem=_pem(merchant_key) if merchant_key else None,
+        )
+        self._merchant_key = merchant_key
+        self._wechatpay_key = (
+            load_private_key(wechatpay_private_key) if wechatpay_private_key is not None else generate_private_key()
+        )
+        self.public_key_id = public_key_id or "PUB_KEY_ID_01" + "".join(secrets.choice("0123456789") for _ in range(26))
+        self.public_key_pem: bytes = self._wechatpay_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        #: The merchant's APIv3 key as this server knows it (notifications, certificates).
+        self.apiv3_key = secrets.token_urlsafe(24)[:32]
+        self.clock = clock
+        self.requests: list[RecordedRequest] = []
+        self.state = PaymentState(mchid=mchid, clock=clock)
+        self._host = host
+        self._port = port
+        self._routes: list[_Route] = []
+        self._builtin_routes = [
+            _Route(method, _compile_template(template), handler) for method, template, handler in self.state.routes()
+        ]
+        self._injections: list[_Injection] = []
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``, once started."""
+        if self._url is None:
+            raise RuntimeError("the fake server is not started: use 'async with FakeWeChatPay() as server'")
+        return self._url
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        sock = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, self._port))
+        site = web.SockSite(runner, sock, shutdown_timeout=0.5)
+        await site.start()
+        self._runner = runner
+        port = sock.getsockname()[1]
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._url = f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> FakeWeChatPay:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- what a test uses ------------------------------------------------------------------
+
+    def client(self, **overrides: Any) -> WeChatPay:
+        """A :class:`~wechatpay_chain.WeChatPay` for this server's merchant, bound to it."""
+        if self.merchant.private_key_pem is None and "private_key" not in overrides:
+            raise ConfigError("this fake server knows only the merchant's public key: pass private_key=")
+        options: dict[str, Any] = {
+            "mchid": self.merchant.mchid,
+            "serial": self.merchant.serial,
+            "private_key": self._merchant_key,
+            "public_keys": {self.public_key_id: self._wechatpay_key.public_key()},
+            "base_url": self.url,
+            "apiv3_key": self.apiv3_key,
+            "clock": self.clock,
+        }
+        options.update(overrides)
+        return WeChatPay(**options)
+
+    def route(self, method: str, template: str, handler: RouteHandler) -> None:
+        """Answer ``method template`` (``{name}`` placeholders allowed) with ``handler``.
+
+        The handler gets the :class:`RecordedRequest` and the placeholder values, and returns
+        a :class:`Reply` (or raises :class:`ApiFailure`); it may be a coroutine function.
+        Routes added here take precedence over the built-in ones.
+        """
+        self._routes.insert(0, _Route(method.upper(), _compile_template(template), handler))
+
+    def inject(self, fault: Fault, *, times: int = 1, method: str | None = None, path: str | None = None) -> None:
+        """Apply ``fault`` to the next ``times`` authenticated requests matching ``method`` and ``path``."""
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        self._injections.append(_Injection(fault, times, method.upper() if method else None, path))
+
+    def pay(self, out_trade_no: str, *, openid: str = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o") -> dict[str, Any]:
+        """Play the user who pays an order; returns the transaction as a query would."""
+        return self.state.pay(out_trade_no, openid=openid)
+
+    # -- handling --------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        recorded = RecordedRequest(
+            method=request.method,
+            target=request.raw_path,
+            path=unquote(request.rel_url.raw_path),
+            query=MultiDictProxy(request.rel_url.query.copy()),
+            headers=CIMultiDictProxy(request.headers.copy()),  # type: ignore[arg-type]
+            body=body,
+        )
+        self.requests.append(recorded)
+        fault: Fault | None = None
+        try:
+            self._authenticate(recorded)
+            fault = self._take_fault(recorded)
+            if fault is not None:
+                if fault.kind == "delay":
+                    await asyncio.sleep(fault.seconds)
+                elif fault.kind == "drop":
+                    assert request.transport is not None
+                    request.transport.abort()
+                    # Nothing more can be written; aiohttp discards the answer below.
+                    return web.Response(status=500)
+                elif fault.kind == "raw":
+                    return web.Response(status=fault.status, body=fault.body, content_type=fault.content_type)
+                elif fault.kind == "error":
+                    raise ApiFailure(fault.status, fault.code, fault.message)
+            reply = await self._dispatch(recorded)
+        except ApiFailure as failure:
+            reply = failure.reply()
+        return self._signed_response(reply, fault)
+
+    async def _dispatch(self, recorded: RecordedRequest) -> Reply:
+        raw_path = recorded.target.split("?", 1)[0]
+        path_matched = False
+        for route in (*self._routes, *self._builtin_routes):
+            match = route.pattern.match(raw_path)
+            if match is None:
+                continue
+            path_matched = True
+            if route.method != recorded.method:
+                continue
+            values = {name: unquote(value) for name, value in match.groupdict().items()}
+            reply = route.handler(recorded, values)
+            return await reply if inspect.isawaitable(reply) else reply
+        if path_matched:
+            raise ApiFailure(405, "METHOD_NOT_ALLOWED", f"{recorded.method} is not allowed on {raw_path}")
+        raise ApiFailure(404, "NOT_FOUND", f"{recorded.method} {raw_path}: 请求的资源不存在")
+
+    def _take_fault(self, recorded: RecordedRequest) -> Fault | None:
+        for injection in self._injections:
+            if injection.method not in (None, recorded.method):
+                continue
+            if injection.path not in (None, recorded.path):
+                continue
+            injection.remaining -= 1
+            if injection.remaining == 0:
+                self._injections.remove(injection)
+            return injection.fault
+        return None
+
+    def _authenticate(self, recorded: RecordedRequest) -> None:
+        headers = recorded.headers
+        if not headers.get("Accept") or not headers.get("User-Agent"):
+            raise ApiFailure(400, "INVALID_REQUEST", "Http头缺少Accept或User-Agent")
+        authorization = headers.get("Authorization", "")
+        scheme, _, parameter_text = authorization.partition(" ")
+        parameters = dict(_AUTH_PARAMETER.findall(parameter_text))
+        required = ("mchid", "nonce_str", "timestamp", "serial_no", "signature")
+        if scheme != AUTHORIZATION_SCHEME or any(not parameters.get(name) for name in required):
+            raise ApiFailure(
+                401, "SIGN_ERROR", "Http头Authorization值格式错误，请参考《微信支付商户REST API签名规则》"
+            )
+        if parameters["mchid"] != self.merchant.mchid:
+            raise ApiFailure(401, "SIGN_ERROR", "商户号与Authorization中的mchid不匹配")
+        if parameters["serial_no"].upper() != self.merchant.serial.upper():
+            raise ApiFailure(401, "SIGN_ERROR", "商户证书序列号有误。请使用签名私钥匹配的证书序列号")
+        timestamp = parameters["timestamp"]
+        if not timestamp.isdigit() or abs(int(timestamp) - int(self.clock())) > MAX_CLOCK_SKEW:
+            raise ApiFailure(401, "SIGN_ERROR", "Http头Authorization中的timestamp与发起请求的时间不得超过5分钟")
+        message = request_message(recorded.method, recorded.target, int(timestamp), parameters["nonce_str"], recorded.body)
+        try:
+            signature = base64.b64decode(parameters["signature"], validate=True)
+            self.merchant.public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        except (InvalidSignature, ValueError):
+            raise self._sign_error(recorded, timestamp, parameters["nonce_str"], len(message)) from None
+        serial = headers.get("Wechatpay-Serial")
+        if serial is not None and serial != self.public_key_id:
+            raise ApiFailure(400, "PARAM_ERROR", "Wechatpay-Serial 对应的微信支付公钥或平台证书不存在")
+
+    @staticmethod
+    def _sign_error(recorded: RecordedRequest, timestamp: str, nonce: str, length: int) -> ApiFailure:
+        # WeChat Pay echoes what it verified, abridged; the most useful debugging aid there is.
+        body = recorded.body.decode("utf-8", "replace")
+        shown = f"{recorded.method}\n{recorded.target}\n{timestamp}\n{nonce[:4]}...\n{body[:64]}\n"
+        detail = {
+            "detail": {"issue": "sign not match"},
+            "field": "signature",
+            "location": "authorization",
+            "sign_information": {
+                "method": recorded.method,
+                "sign_message_length": length,
+                "truncated_sign_message": shown,
+                "url": recorded.target,
+            },
+        }
+        return ApiFailure(401, "SIGN_ERROR", "错误的签名，验签失败", detail)
+
+    def _signed_response(self, reply: Reply, fault: Fault | None) -> web.Response:
+        body = reply.encoded()
+        now = int(self.clock())
+        if fault is not None and fault.kind == "stale_timestamp":
+            now -= int(fault.seconds)
+        nonce = secrets.token_hex(16)
+        signature = rsa_sign(self._wechatpay_key, f"{now}\n{nonce}\n".encode() + body + b"\n")
+        headers = {
+            "Request-ID": f"{secrets.token_hex(16).upper()}-{0 if reply.status < 400 else 268435456}",
+            "Wechatpay-Nonce": nonce,
+            "Wechatpay-Timestamp": str(now),
+            "Wechatpay-Serial": self.public_key_id,
+            "Wechatpay-Signature": signature,
+            "Wechatpay-Signature-Type": AUTHORIZATION_SCHEME,
+        }
+        if body:
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        if fault is not None:
+            if fault.kind == "tamper_body" and body:
+                body = body[:-1] + (b"_" if body[-1:] == b" " else b" ")
+            elif fault.kind == "tamper_body":  # nothing to tamper with: break the signed nonce
+                headers["Wechatpay-Nonce"] = secrets.token_hex(16)
+            elif fault.kind == "wrong_serial":
+                headers["Wechatpay-Serial"] = "PUB_KEY_ID_0000000000000000000000000000"
+            elif fault.kind == "probe":
+                headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + base64.b64encode(secrets.token_bytes(32)).decode()
+            elif fault.kind == "unsigned":
+                for name in list(headers):
+                    if name.startswith("Wechatpay-"):
+                        del headers[name]
+        headers.update(reply.headers)
+        return web.Response(status=reply.status, body=body, headers=headers)

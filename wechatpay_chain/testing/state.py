@@ -1,0 +1,298 @@
+"""The fake server's business state: orders, refunds and password-exempt pre-sign sessions.
+
+Answers follow the shapes of the official API pages (OAPI ``docs/v3/**.yaml``); the values
+are plausible, not real.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from .messages import ApiFailure, RecordedRequest, Reply, param_error
+
+__all__ = ["PaymentState"]
+
+_CHINA = datetime.timezone(datetime.timedelta(hours=8))
+_TRADE_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "app": "APP", "h5": "MWEB"}
+
+# Required body fields of the password-exempt pre-sign endpoints, by mode and scene
+# (OAPI docs/v3/password-exempt-contract/contracts/*/pre-entrust-sign/*.yaml).
+_PRE_SIGN_REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("normal", "pay-redirect-sign"): (
+        "appid", "service_id", "out_contract_code", "notify_url", "contract_display_account", "prepay_id", "openid",
+    ),
+    ("normal", "mini-program"): (
+        "appid", "service_id", "out_contract_code", "notify_url", "contract_display_account", "openid",
+    ),
+    ("ecommerce", "pay-redirect-sign"): (
+        "appid", "service_id", "out_contract_code", "notify_url", "contract_display_account", "prepay_id", "openid",
+    ),
+    ("ecommerce", "mini-program"): (
+        "appid", "service_id", "out_contract_code", "notify_url", "contract_display_account", "openid",
+    ),
+    ("service-provider", "pay-redirect-sign"): (
+        "sp_appid", "sub_mchid", "sub_appid", "service_id", "out_contract_code", "notify_url",
+        "contract_display_account", "prepay_id",
+    ),
+    ("service-provider", "mini-program"): (
+        "sp_appid", "sub_mchid", "sub_appid", "service_id", "out_contract_code", "notify_url",
+        "contract_display_account",
+    ),
+    ("qs", "pay-redirect-sign"): (
+        "appid", "sub_appid", "sub_mchid", "service_id", "out_contract_code", "notify_url",
+        "contract_display_account", "prepay_id",
+    ),
+    ("qs", "mini-program"): (
+        "appid", "sub_appid", "sub_mchid", "service_id", "out_contract_code", "notify_url",
+        "contract_display_account",
+    ),
+}
+
+
+def _digits(count: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(count))
+
+
+def _require(document: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise ApiFailure(400, "PARAM_ERROR", "参数错误: 请求主体应为JSON对象", {"location": "body"})
+    for name in fields:
+        if document.get(name) in (None, ""):
+            raise param_error(f"/{name}", f"{name} 为必填参数")
+    return document
+
+
+@attrs.define
+class Order:
+    request: dict[str, Any]
+    trade_type: str
+    prepay_id: str
+    trade_state: str = "NOTPAY"
+    transaction_id: str | None = None
+    success_time: str | None = None
+    payer_openid: str | None = None
+    refunded: int = 0
+
+
+@attrs.define
+class PaymentState:
+    """Orders by ``out_trade_no``, refunds by ``out_refund_no``, pre-sign sessions by contract code."""
+
+    mchid: str
+    clock: Callable[[], float]
+    orders: dict[str, Order] = attrs.field(factory=dict)
+    refunds: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    pre_signs: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+
+    def now(self) -> str:
+        return datetime.datetime.fromtimestamp(int(self.clock()), _CHINA).isoformat()
+
+    def routes(self) -> list[tuple[str, str, Callable[[RecordedRequest, Mapping[str, str]], Reply]]]:
+        table: list[tuple[str, str, Callable[[RecordedRequest, Mapping[str, str]], Reply]]] = [
+            ("POST", f"/v3/pay/transactions/{kind}", self._order_creator(kind)) for kind in _TRADE_TYPES
+        ]
+        table += [
+            ("GET", "/v3/pay/transactions/id/{transaction_id}", self.query_by_transaction_id),
+            ("GET", "/v3/pay/transactions/out-trade-no/{out_trade_no}", self.query_by_out_trade_no),
+            ("POST", "/v3/pay/transactions/out-trade-no/{out_trade_no}/close", self.close),
+            ("POST", "/v3/refund/domestic/refunds", self.create_refund),
+            ("GET", "/v3/refund/domestic/refunds/{out_refund_no}", self.query_refund),
+        ]
+        table += [
+            (
+                "POST",
+                f"/v3/password-exempt-contract/contracts/{mode}/pre-entrust-sign/{scene}",
+                self._pre_sign_handler(mode, scene),
+            )
+            for mode, scene in _PRE_SIGN_REQUIRED
+        ]
+        return table
+
+    # -- orders ----------------------------------------------------------------------------
+
+    def _order_creator(self, kind: str) -> Callable[[RecordedRequest, Mapping[str, str]], Reply]:
+        def create(request: RecordedRequest, _: Mapping[str, str]) -> Reply:
+            return self.create_order(kind, request.json())
+
+        return create
+
+    def create_order(self, kind: str, document: Any) -> Reply:
+        body = _require(document, ("appid", "mchid", "description", "out_trade_no", "notify_url", "amount"))
+        if body["mchid"] != self.mchid:
+            raise param_error("/mchid", "mchid与请求的商户号不一致", value=body["mchid"])
+        total = body["amount"].get("total") if isinstance(body["amount"], dict) else None
+        if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
+            raise param_error("/amount/total", "total 应为大于0的整数（单位：分）")
+        if kind == "jsapi" and not (isinstance(body.get("payer"), dict) and body["payer"].get("openid")):
+            raise param_error("/payer/openid", "JSAPI下单 payer.openid 为必填参数")
+        if kind == "h5" and not (isinstance(body.get("scene_info"), dict) and body["scene_info"].get("payer_client_ip")):
+            raise param_error("/scene_info/payer_client_ip", "H5下单 scene_info.payer_client_ip 为必填参数")
+        out_trade_no = body["out_trade_no"]
+        order = self.orders.get(out_trade_no)
+        if order is None:
+            order = Order(request=body, trade_type=_TRADE_TYPES[kind], prepay_id="wx" + _digits(34))
+            self.orders[out_trade_no] = order
+        elif order.request != body or order.trade_type != _TRADE_TYPES[kind]:
+            raise ApiFailure(400, "INVALID_REQUEST", "请求重入时，参数与首次请求时不一致")
+        elif order.trade_state != "NOTPAY":
+            raise ApiFailure(400, "ORDERPAID" if order.trade_state == "SUCCESS" else "ORDER_CLOSED", "订单状态不允许重新下单")
+        if kind == "native":
+            return Reply(200, {"code_url": f"weixin://wxpay/bizpayurl?pr={order.prepay_id[-9:]}"})
+        if kind == "h5":
+            return Reply(200, {"h5_url": f"https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id={order.prepay_id}"})
+        return Reply(200, {"prepay_id": order.prepay_id})
+
+    def _transaction(self, out_trade_no: str, order: Order) -> dict[str, Any]:
+        request = order.request
+        total = request["amount"]["total"]
+        document: dict[str, Any] = {
+            "appid": request["appid"],
+            "mchid": self.mchid,
+            "out_trade_no": out_trade_no,
+            "trade_type": order.trade_type,
+            "trade_state": order.trade_state,
+            "trade_state_desc": {
+                "NOTPAY": "未支付", "SUCCESS": "支付成功", "CLOSED": "已关闭", "REFUND": "转入退款",
+            }[order.trade_state],
+            "attach": request.get("attach", ""),
+            "amount": {"total": total, "currency": request["amount"].get("currency", "CNY")},
+        }
+        if order.transaction_id is not None:
+            document.update(
+                transaction_id=order.transaction_id,
+                bank_type="OTHERS",
+                success_time=order.success_time,
+                payer={"openid": order.payer_openid},
+            )
+            document["amount"].update(payer_total=total, payer_currency="CNY")
+        return document
+
+    def pay(self, out_trade_no: str, *, openid: str) -> dict[str, Any]:
+        order = self.orders.get(out_trade_no)
+        if order is None:
+            raise KeyError(f"no order {out_trade_no!r} in the fake server")
+        if order.trade_state != "NOTPAY":
+            raise ValueError(f"order {out_trade_no!r} is {order.trade_state}, not NOTPAY")
+        order.trade_state = "SUCCESS"
+        order.transaction_id = "42000" + _digits(23)
+        order.success_time = self.now()
+        order.payer_openid = openid
+        return self._transaction(out_trade_no, order)
+
+    def _queried_mchid(self, request: RecordedRequest) -> None:
+        mchid = request.query.get("mchid")
+        if not mchid:
+            raise param_error("mchid", "mchid 为必填参数", location="query")
+        if mchid != self.mchid:
+            raise param_error("mchid", "mchid与请求的商户号不一致", location="query", value=mchid)
+
+    def query_by_out_trade_no(self, request: RecordedRequest, path: Mapping[str, str]) -> Reply:
+        self._queried_mchid(request)
+        order = self.orders.get(path["out_trade_no"])
+        if order is None:
+            raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
+        return Reply(200, self._transaction(path["out_trade_no"], order))
+
+    def query_by_transaction_id(self, request: RecordedRequest, path: Mapping[str, str]) -> Reply:
+        self._queried_mchid(request)
+        for out_trade_no, order in self.orders.items():
+            if order.transaction_id == path["transaction_id"]:
+                return Reply(200, self._transaction(out_trade_no, order))
+        raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
+
+    def close(self, request: RecordedRequest, path: Mapping[str, str]) -> Reply:
+        body = _require(request.json(), ("mchid",))
+        if body["mchid"] != self.mchid:
+            raise param_error("/mchid", "mchid与请求的商户号不一致", value=body["mchid"])
+        order = self.orders.get(path["out_trade_no"])
+        if order is None:
+            raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
+        if order.trade_state in ("SUCCESS", "REFUND"):
+            raise ApiFailure(400, "ORDERPAID", "订单已支付，不能关闭")
+        order.trade_state = "CLOSED"
+        return Reply(204)
+
+    # -- refunds ---------------------------------------------------------------------------
+
+    def create_refund(self, request: RecordedRequest, _: Mapping[str, str]) -> Reply:
+        body = _require(request.json(), ("out_refund_no", "amount"))
+        amount = body["amount"] if isinstance(body["amount"], dict) else {}
+        refund, total = amount.get("refund"), amount.get("total")
+        if not isinstance(refund, int) or not isinstance(total, int) or refund <= 0:
+            raise param_error("/amount", "amount.refund 与 amount.total 应为正整数（单位：分）")
+        found = [
+            (out_trade_no, order)
+            for out_trade_no, order in self.orders.items()
+            if out_trade_no == body.get("out_trade_no")
+            or (order.transaction_id is not None and order.transaction_id == body.get("transaction_id"))
+        ]
+        if not found:
+            raise ApiFailure(404, "RESOURCE_NOT_EXISTS", "订单不存在")
+        out_trade_no, order = found[0]
+        existing = self.refunds.get(body["out_refund_no"])
+        if existing is not None:
+            if existing["request"] != body:
+                raise ApiFailure(400, "INVALID_REQUEST", "请求重入时，参数与首次请求时不一致")
+            return Reply(200, existing["answer"])
+        if order.trade_state not in ("SUCCESS", "REFUND"):
+            raise ApiFailure(400, "INVALID_REQUEST", "订单未支付，不能退款")
+        if total != order.request["amount"]["total"]:
+            raise param_error("/amount/total", "订单金额与原订单不一致", value=total)
+        if refund > total - order.refunded:
+            raise ApiFailure(403, "NOT_ENOUGH", "退款金额超过订单可退金额")
+        order.refunded += refund
+        order.trade_state = "REFUND"
+        answer = {
+            "refund_id": "50" + _digits(27),
+            "out_refund_no": body["out_refund_no"],
+            "transaction_id": order.transaction_id,
+            "out_trade_no": out_trade_no,
+            "channel": "ORIGINAL",
+            "user_received_account": "支付用户零钱",
+            "success_time": self.now(),
+            "create_time": self.now(),
+            "status": "SUCCESS",
+            "funds_account": "AVAILABLE",
+            "amount": {
+                "total": total, "refund": refund, "payer_total": total, "payer_refund": refund,
+                "settlement_refund": refund, "settlement_total": total, "discount_refund": 0, "currency": "CNY",
+            },
+        }
+        self.refunds[body["out_refund_no"]] = {"request": body, "answer": answer}
+        return Reply(200, answer)
+
+    def query_refund(self, request: RecordedRequest, path: Mapping[str, str]) -> Reply:
+        existing = self.refunds.get(path["out_refund_no"])
+        if existing is None:
+            raise ApiFailure(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        return Reply(200, existing["answer"])
+
+    # -- password-exempt contract pre-sign -------------------------------------------------
+
+    def _pre_sign_handler(self, mode: str, scene: str) -> Callable[[RecordedRequest, Mapping[str, str]], Reply]:
+        def pre_sign(request: RecordedRequest, _: Mapping[str, str]) -> Reply:
+            body = _require(request.json(), _PRE_SIGN_REQUIRED[mode, scene])
+            service_id = body["service_id"]
+            if isinstance(service_id, bool) or not isinstance(service_id, int):
+                raise param_error("/service_id", "service_id 应为数字", value=service_id)
+            answer: dict[str, Any] = {"mchid": self.mchid}
+            if mode == "service-provider":
+                answer["sub_mchid"] = body["sub_mchid"]
+            answer.update(service_id=service_id, out_contract_code=body["out_contract_code"])
+            if scene == "mini-program":
+                answer.update(
+                    pre_entrustweb_id=secrets.token_urlsafe(21),
+                    sign_mp_appid="wxbd687630cd02ce1d",
+                    sign_mp_path="pages/PwdExemptContract/index",
+                )
+            self.pre_signs[body["out_contract_code"]] = {
+                "mode": mode, "scene": scene, "request": body, "created": int(self.clock()),
+            }
+            return Reply(200, answer)
+
+        return pre_sign
