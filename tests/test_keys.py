@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,7 @@ NO_ENCRYPTION = serialization.NoEncryption()
 # --------------------------------------------------------------------------- helpers
 
 
+@functools.cache
 def _reference_private_key() -> rsa.RSAPrivateKey:
     """The merchant key loaded with cryptography directly, independently of the library."""
     key = serialization.load_pem_private_key(PKCS8_PEM.read_bytes(), password=None)
@@ -50,6 +52,7 @@ def _reference_private_key() -> rsa.RSAPrivateKey:
     return key
 
 
+@functools.cache
 def _expected_public_numbers() -> rsa.RSAPublicNumbers:
     key = serialization.load_pem_public_key(PUBLIC_PEM.read_bytes())
     assert isinstance(key, rsa.RSAPublicKey)
@@ -310,12 +313,12 @@ def _pkcs8_base64_lines() -> list[str]:
     [
         pytest.param(lambda: "".join(_pkcs8_base64_lines()), id="one-line str"),
         pytest.param(lambda: "\n".join(_pkcs8_base64_lines()), id="multi-line str"),
-        pytest.param(lambda: "\n".join(_pkcs8_base64_lines()) + "\n", id="multi-line str + newline"),
+        pytest.param(
+            lambda: "\n".join(_pkcs8_base64_lines()) + "\n", id="multi-line str + newline"
+        ),
         pytest.param(lambda: "".join(_pkcs8_base64_lines()).encode(), id="one-line bytes"),
         pytest.param(lambda: "\n".join(_pkcs8_base64_lines()).encode(), id="multi-line bytes"),
-        pytest.param(
-            lambda: "".join(_pkcs8_base64_lines())[:400], id="truncated one-line str"
-        ),
+        pytest.param(lambda: "".join(_pkcs8_base64_lines())[:400], id="truncated one-line str"),
     ],
 )
 def test_unarmoured_base64_key_is_not_echoed(make_source: Callable[[], str | bytes]) -> None:
@@ -448,8 +451,8 @@ def test_private_key_where_public_expected(make_source: Callable[[], KeySource])
 
 @pytest.mark.parametrize("form", ["PEM", "DER", "object"])
 def test_certificate_where_public_key_expected(certificate: x509.Certificate, form: str) -> None:
-    source: KeySource = certificate if form == "object" else certificate.public_bytes(
-        PEM if form == "PEM" else DER
+    source: KeySource = (
+        certificate if form == "object" else certificate.public_bytes(PEM if form == "PEM" else DER)
     )
     with pytest.raises(ConfigError) as caught:
         load_public_key(source)
@@ -614,8 +617,8 @@ def test_load_verification_key_rejects_an_ec_certificate(
     ec_key: ec.EllipticCurvePrivateKey, form: str
 ) -> None:
     certificate = _self_signed_certificate(ec_key, CERT_SERIAL)
-    source: KeySource = certificate if form == "object" else certificate.public_bytes(
-        PEM if form == "PEM" else DER
+    source: KeySource = (
+        certificate if form == "object" else certificate.public_bytes(PEM if form == "PEM" else DER)
     )
     with pytest.raises(ConfigError) as caught:
         load_verification_key(source)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import time
@@ -32,12 +33,14 @@ NONCE_PATTERN = re.compile(r"[0-9A-Za-z]{32}")
 KEY_FILES = [DATA / MERCHANT["private_key_pkcs1"], DATA / MERCHANT["private_key_pkcs8"]]
 
 
+@functools.cache
 def _merchant_public_key() -> rsa.RSAPublicKey:
     key = serialization.load_pem_public_key((DATA / MERCHANT["public_key"]).read_bytes())
     assert isinstance(key, rsa.RSAPublicKey)
     return key
 
 
+@functools.cache
 def _merchant_private_key() -> rsa.RSAPrivateKey:
     key = serialization.load_pem_private_key(
         (DATA / MERCHANT["private_key_pkcs8"]).read_bytes(), password=None

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Node"]
 
+
 class Requester(Protocol):
     """What a node needs from its client: one way to send a request."""
 
@@ -37,12 +38,16 @@ class Requester(Protocol):
     ) -> Response: ...
 
 
-def _merge_path_values(path_params: Mapping[str, object] | None, keywords: dict[str, object]) -> dict[str, object]:
+def _merge_path_values(
+    path_params: Mapping[str, object] | None, keywords: dict[str, object]
+) -> dict[str, object]:
     if not path_params:
         return keywords
     both = sorted(set(path_params) & set(keywords))
     if both:
-        raise TypeError(f"placeholder {', '.join(map(repr, both))} given both as keyword and in path_params")
+        raise TypeError(
+            f"placeholder {', '.join(map(repr, both))} given both as keyword and in path_params"
+        )
     return {**path_params, **keywords}
 
 
@@ -97,15 +102,16 @@ class Node:
         **placeholders: object,
     ) -> Response:
         """Send ``method`` to this path; keywords other than the options fill placeholders."""
-        return await self._client._send(
+        return await _send(
+            self,
             method,
-            self._segments,
             json=json,
             data=data,
             params=params,
             headers=headers,
             timeout=timeout,
-            path_values=_merge_path_values(path_params, placeholders),
+            path_params=path_params,
+            placeholders=placeholders,
         )
 
     async def get(
@@ -117,8 +123,16 @@ class Node:
         path_params: Mapping[str, object] | None = None,
         **placeholders: object,
     ) -> Response:
-        return await self.request(
-            "GET", params=params, headers=headers, timeout=timeout, path_params=path_params, **placeholders
+        return await _send(
+            self,
+            "GET",
+            json=None,
+            data=None,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            path_params=path_params,
+            placeholders=placeholders,
         )
 
     async def post(
@@ -132,9 +146,16 @@ class Node:
         path_params: Mapping[str, object] | None = None,
         **placeholders: object,
     ) -> Response:
-        return await self.request(
-            "POST", json=json, data=data, params=params, headers=headers, timeout=timeout,
-            path_params=path_params, **placeholders,
+        return await _send(
+            self,
+            "POST",
+            json=json,
+            data=data,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            path_params=path_params,
+            placeholders=placeholders,
         )
 
     async def put(
@@ -148,9 +169,16 @@ class Node:
         path_params: Mapping[str, object] | None = None,
         **placeholders: object,
     ) -> Response:
-        return await self.request(
-            "PUT", json=json, data=data, params=params, headers=headers, timeout=timeout,
-            path_params=path_params, **placeholders,
+        return await _send(
+            self,
+            "PUT",
+            json=json,
+            data=data,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            path_params=path_params,
+            placeholders=placeholders,
         )
 
     async def patch(
@@ -164,9 +192,16 @@ class Node:
         path_params: Mapping[str, object] | None = None,
         **placeholders: object,
     ) -> Response:
-        return await self.request(
-            "PATCH", json=json, data=data, params=params, headers=headers, timeout=timeout,
-            path_params=path_params, **placeholders,
+        return await _send(
+            self,
+            "PATCH",
+            json=json,
+            data=data,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            path_params=path_params,
+            placeholders=placeholders,
         )
 
     async def delete(
@@ -180,7 +215,40 @@ class Node:
         path_params: Mapping[str, object] | None = None,
         **placeholders: object,
     ) -> Response:
-        return await self.request(
-            "DELETE", json=json, data=data, params=params, headers=headers, timeout=timeout,
-            path_params=path_params, **placeholders,
+        return await _send(
+            self,
+            "DELETE",
+            json=json,
+            data=data,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            path_params=path_params,
+            placeholders=placeholders,
         )
+
+
+async def _send(
+    node: Node,
+    method: str,
+    *,
+    json: Any,
+    data: bytes | str | None,
+    params: Mapping[str, QueryValue] | None,
+    headers: Mapping[str, str] | None,
+    timeout: float | ClientTimeout | None,
+    path_params: Mapping[str, object] | None,
+    placeholders: dict[str, object],
+) -> Response:
+    # A function, not a method: a node's only public members are the verbs, and a private
+    # method would still shadow a path segment of the same name.
+    return await node._client._send(
+        method,
+        node._segments,
+        json=json,
+        data=data,
+        params=params,
+        headers=headers,
+        timeout=timeout,
+        path_values=_merge_path_values(path_params, placeholders),
+    )

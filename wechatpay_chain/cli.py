@@ -15,7 +15,8 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m wechatpay_chain", description="wechatpay_chain: an asyncio WeChat Pay API v3 client"
+        prog="python -m wechatpay_chain",
+        description="wechatpay_chain: an asyncio WeChat Pay API v3 client",
     )
     parser.add_argument("--version", action="version", version=f"wechatpay_chain {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -38,4 +39,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print(text: str) -> None:
     print(text, file=sys.stdout, flush=True)
-

@@ -45,7 +45,9 @@ _MCHID = re.compile(r"[0-9]{1,32}")
 _SERIAL = re.compile(r"[0-9A-Fa-f]{1,64}")
 
 
-def _check_config(mchid: object, serial: object, apiv3_key: object, base_url: object) -> tuple[bytes | None, str]:
+def _check_config(
+    mchid: object, serial: object, apiv3_key: object, base_url: object
+) -> tuple[bytes | None, str]:
     if not isinstance(mchid, str) or not _MCHID.fullmatch(mchid):
         raise ConfigError("mchid: expected the merchant ID as a str of digits, e.g. '1900000109'")
     if not isinstance(serial, str) or not _SERIAL.fullmatch(serial):
@@ -55,10 +57,18 @@ def _check_config(mchid: object, serial: object, apiv3_key: object, base_url: ob
         )
     key: bytes | None = None
     if apiv3_key is not None:
-        key = apiv3_key.encode() if isinstance(apiv3_key, str) else apiv3_key if isinstance(apiv3_key, bytes) else None
+        key = (
+            apiv3_key.encode()
+            if isinstance(apiv3_key, str)
+            else apiv3_key
+            if isinstance(apiv3_key, bytes)
+            else None
+        )
         if key is None or len(key) != 32:
             size = f"{len(key)} bytes" if key is not None else f"a {type(apiv3_key).__name__}"
-            raise ConfigError(f"apiv3_key: expected the 32-byte APIv3 key as str or bytes; got {size}")
+            raise ConfigError(
+                f"apiv3_key: expected the 32-byte APIv3 key as str or bytes; got {size}"
+            )
     if not isinstance(base_url, str):
         raise ConfigError("base_url: expected a str such as 'https://api.mch.weixin.qq.com'")
     url = URL(base_url)
@@ -193,9 +203,7 @@ class WeChatPay:
         # Everything that can be wrong with the call is found before a byte is sent.
         target = request_target(segments, path_values, params)
         body = _body_bytes(method, json, data)
-        send_headers = CIMultiDict(
-            {"Accept": "application/json", "User-Agent": USER_AGENT}
-        )
+        send_headers = CIMultiDict({"Accept": "application/json", "User-Agent": USER_AGENT})
         serial = self._public_keys.preferred_serial
         if serial is not None:
             send_headers["Wechatpay-Serial"] = serial
@@ -219,14 +227,25 @@ class WeChatPay:
                 received = await answer.read()
                 status, answer_headers = answer.status, answer.headers
         except aiohttp.ClientConnectorError as error:
-            raise ConnectError(f"{method} {target}: cannot connect to {self._base_url}: {error.os_error}") from error
+            raise ConnectError(
+                f"{method} {target}: cannot connect to {self._base_url}: {error.os_error}"
+            ) from error
         except asyncio.TimeoutError as error:
-            raise RequestTimeoutError(f"{method} {target}: no complete answer within the timeout") from error
+            raise RequestTimeoutError(
+                f"{method} {target}: no complete answer within the timeout"
+            ) from error
         except aiohttp.ClientError as error:
             raise TransportError(f"{method} {target}: {type(error).__name__}: {error}") from error
         if not 200 <= status < 300:
-            raise ApiError(status, body=received, headers=answer_headers, request_id=answer_headers.get("Request-ID"))
-        return Response(status=status, headers=answer_headers, body=received, method=method, target=target)
+            raise ApiError(
+                status,
+                body=received,
+                headers=answer_headers,
+                request_id=answer_headers.get("Request-ID"),
+            )
+        return Response(
+            status=status, headers=answer_headers, body=received, method=method, target=target
+        )
 
 
 def _body_bytes(method: str, json: Any, data: bytes | str | None) -> bytes | None:

@@ -28,10 +28,14 @@ async def run_demo(say: Callable[[str], None]) -> int:
     async with FakeWeChatPay() as server, server.client() as wxpay:
         mchid = server.merchant.mchid
         say(f"fake WeChat Pay listening at {server.url}")
-        say(f"merchant {mchid}, merchant serial {server.merchant.serial}, WeChat Pay key {server.public_key_id}")
+        say(
+            f"merchant {mchid}, merchant serial {server.merchant.serial}, WeChat Pay key {server.public_key_id}"
+        )
 
         # The clearing institution orders first; the pre-sign names the order's prepay_id.
-        order = await wxpay.v3.pay.transactions.jsapi.post(json=_order("jsapi", mchid, payer={"openid": "o-user-1"}))
+        order = await wxpay.v3.pay.transactions.jsapi.post(
+            json=_order("jsapi", mchid, payer={"openid": "o-user-1"})
+        )
         _show(say, "JSAPI order (its prepay_id opens the pre-sign)", order)
         prepay_id = order.json()["prepay_id"]
 
@@ -49,10 +53,16 @@ async def run_demo(say: Callable[[str], None]) -> int:
                 "sub_openid": "o-sub-user-1",
             }
 
-        response = await wxpay.v3.passwordExemptContract.contracts.qs.preEntrustSign.payRedirectSign.post(
-            json=pre_sign("contract-attribute")
+        response = (
+            await wxpay.v3.passwordExemptContract.contracts.qs.preEntrustSign.payRedirectSign.post(
+                json=pre_sign("contract-attribute")
+            )
         )
-        _show(say, "password-exempt pre-sign, attribute chain: wxpay.v3.passwordExemptContract...payRedirectSign", response)
+        _show(
+            say,
+            "password-exempt pre-sign, attribute chain: wxpay.v3.passwordExemptContract...payRedirectSign",
+            response,
+        )
         response = await wxpay.chain(_PRE_SIGN).post(json=pre_sign("contract-chain"))
         _show(say, f'the same, written wxpay.chain("{_PRE_SIGN}")', response)
         response = await wxpay[_PRE_SIGN].post(json=pre_sign("contract-item"))
@@ -69,8 +79,10 @@ async def run_demo(say: Callable[[str], None]) -> int:
             out_trade_no=native["out_trade_no"], json={"mchid": mchid}
         )
         _show(say, "close the order (204, empty body, still signed and verified)", response)
-        say(f"\n{len(server.requests)} requests, every one signed by the client and verified by the server; "
-            "every answer signed by the server and verified by the client.")
+        say(
+            f"\n{len(server.requests)} requests, every one signed by the client and verified by the server; "
+            "every answer signed by the server and verified by the client."
+        )
     return 0
 
 

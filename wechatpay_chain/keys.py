@@ -28,7 +28,9 @@ __all__ = [
     "load_verification_key",
 ]
 
-KeySource = Union[str, bytes, "os.PathLike[str]", rsa.RSAPrivateKey, rsa.RSAPublicKey, x509.Certificate]
+KeySource = Union[
+    str, bytes, "os.PathLike[str]", rsa.RSAPrivateKey, rsa.RSAPublicKey, x509.Certificate
+]
 
 _PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 # Names that look like a key file's path are safe to repeat in an error; anything else in a
@@ -67,8 +69,14 @@ def _read_source(source: str | bytes | os.PathLike[str], what: str) -> tuple[byt
     except OSError:
         is_file = False
     if not is_file:
-        where = f"no file at {shown!r}" if shown else "a str that is neither PEM text nor an existing file"
-        raise ConfigError(f"{what}: expected a path, PEM text, PEM/DER bytes or a loaded object; got {where}")
+        where = (
+            f"no file at {shown!r}"
+            if shown
+            else "a str that is neither PEM text nor an existing file"
+        )
+        raise ConfigError(
+            f"{what}: expected a path, PEM text, PEM/DER bytes or a loaded object; got {where}"
+        )
     try:
         return path.read_bytes(), f"file {path}"
     except OSError as error:
@@ -87,14 +95,20 @@ def load_private_key(source: KeySource, *, password: bytes | None = None) -> rsa
     what = "private_key"
     if isinstance(source, rsa.RSAPrivateKey):
         return source
-    if isinstance(source, (rsa.RSAPublicKey, x509.Certificate)):
-        raise ConfigError(f"{what}: expected an RSA private key; got {_object_kind(source)}")
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        raise _wrong_object(what, "an RSA private key", source)
     data, origin = _read_source(source, what)
     key = None
     if b"-----BEGIN" in data:
         label = _PEM_LABEL.search(data)
-        if label and label.group(1) not in (b"PRIVATE KEY", b"RSA PRIVATE KEY", b"ENCRYPTED PRIVATE KEY"):
-            raise ConfigError(f"{what}: expected an RSA private key; got {_what_it_is(data)} ({origin})")
+        if label and label.group(1) not in (
+            b"PRIVATE KEY",
+            b"RSA PRIVATE KEY",
+            b"ENCRYPTED PRIVATE KEY",
+        ):
+            raise ConfigError(
+                f"{what}: expected an RSA private key; got {_what_it_is(data)} ({origin})"
+            )
         loader = serialization.load_pem_private_key
     else:
         loader = serialization.load_der_private_key
@@ -102,11 +116,17 @@ def load_private_key(source: KeySource, *, password: bytes | None = None) -> rsa
         key = loader(data, password=password)
     except TypeError:
         # cryptography raises TypeError for "encrypted but no password" and the reverse.
-        state = "is encrypted: pass password=" if password is None else "is not encrypted: drop password="
+        state = (
+            "is encrypted: pass password="
+            if password is None
+            else "is not encrypted: drop password="
+        )
         raise ConfigError(f"{what}: the private key {state} ({origin})") from None
     except ValueError:
         if password is not None and b"ENCRYPTED" in data:
-            raise ConfigError(f"{what}: wrong password for the encrypted private key ({origin})") from None
+            raise ConfigError(
+                f"{what}: wrong password for the encrypted private key ({origin})"
+            ) from None
         raise ConfigError(
             f"{what}: expected an RSA private key (PEM or DER, PKCS#1 or PKCS#8); "
             f"got {_what_it_is(data)} ({origin})"
@@ -114,7 +134,9 @@ def load_private_key(source: KeySource, *, password: bytes | None = None) -> rsa
     except Exception:  # cryptography may raise UnsupportedAlgorithm and friends
         raise ConfigError(f"{what}: unsupported private key ({origin})") from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise ConfigError(f"{what}: expected an RSA private key; got a {type(key).__name__} ({origin})")
+        raise ConfigError(
+            f"{what}: expected an RSA private key; got a {type(key).__name__} ({origin})"
+        )
     return key
 
 
@@ -123,8 +145,8 @@ def load_public_key(source: KeySource) -> rsa.RSAPublicKey:
     what = "public key"
     if isinstance(source, rsa.RSAPublicKey):
         return source
-    if isinstance(source, (rsa.RSAPrivateKey, x509.Certificate)):
-        raise ConfigError(f"{what}: expected an RSA public key; got {_object_kind(source)}")
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        raise _wrong_object(what, "an RSA public key", source)
     data, origin = _read_source(source, what)
     try:
         if b"-----BEGIN" in data:
@@ -139,7 +161,9 @@ def load_public_key(source: KeySource) -> rsa.RSAPublicKey:
             f"{what}: expected an RSA public key (SPKI PEM or DER); got {_what_it_is(data)} ({origin})"
         ) from None
     if not isinstance(key, rsa.RSAPublicKey):
-        raise ConfigError(f"{what}: expected an RSA public key; got a {type(key).__name__} ({origin})")
+        raise ConfigError(
+            f"{what}: expected an RSA public key; got a {type(key).__name__} ({origin})"
+        )
     return key
 
 
@@ -148,8 +172,8 @@ def load_certificate(source: KeySource) -> x509.Certificate:
     what = "certificate"
     if isinstance(source, x509.Certificate):
         return source
-    if isinstance(source, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
-        raise ConfigError(f"{what}: expected an X.509 certificate; got {_object_kind(source)}")
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        raise _wrong_object(what, "an X.509 certificate", source)
     data, origin = _read_source(source, what)
     try:
         if b"-----BEGIN" in data:
@@ -159,7 +183,9 @@ def load_certificate(source: KeySource) -> x509.Certificate:
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
     except Exception:
-        raise ConfigError(f"{what}: expected an X.509 certificate; got {_what_it_is(data)} ({origin})") from None
+        raise ConfigError(
+            f"{what}: expected an X.509 certificate; got {_what_it_is(data)} ({origin})"
+        ) from None
 
 
 def load_verification_key(source: KeySource) -> rsa.RSAPublicKey:
@@ -168,16 +194,18 @@ def load_verification_key(source: KeySource) -> rsa.RSAPublicKey:
         return _certificate_public_key(source)
     if isinstance(source, rsa.RSAPublicKey):
         return source
-    if isinstance(source, rsa.RSAPrivateKey):
-        raise ConfigError("public_keys: expected a WeChat Pay public key or certificate; got a private key")
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        raise _wrong_object("public_keys", "a WeChat Pay public key or certificate", source)
     data, origin = _read_source(source, "public_keys")
     if b"CERTIFICATE-----" in data:
         return _certificate_public_key(load_certificate(data))
     if b"-----BEGIN" not in data:
         try:
-            return _certificate_public_key(x509.load_der_x509_certificate(data))
+            certificate = x509.load_der_x509_certificate(data)
         except ValueError:
-            pass
+            certificate = None  # not a DER certificate: perhaps a DER public key
+        if certificate is not None:
+            return _certificate_public_key(certificate)
     try:
         return load_public_key(data)
     except ConfigError:
@@ -188,8 +216,10 @@ def load_verification_key(source: KeySource) -> rsa.RSAPublicKey:
 
 
 def certificate_serial(certificate: x509.Certificate) -> str:
-    """The serial as WeChat Pay writes it: upper-case hexadecimal."""
-    return format(certificate.serial_number, "X")
+    """The serial as WeChat Pay writes it: the serial's bytes in upper-case hexadecimal."""
+    text = format(certificate.serial_number, "X")
+    # Whole bytes, as the official SDKs print it, so a leading zero nibble is kept.
+    return text.zfill(len(text) + len(text) % 2)
 
 
 def _certificate_public_key(certificate: x509.Certificate) -> rsa.RSAPublicKey:
@@ -199,9 +229,19 @@ def _certificate_public_key(certificate: x509.Certificate) -> rsa.RSAPublicKey:
     return key
 
 
+def _wrong_object(what: str, expected: str, source: object) -> ConfigError:
+    if isinstance(source, (rsa.RSAPrivateKey, rsa.RSAPublicKey, x509.Certificate)):
+        return ConfigError(f"{what}: expected {expected}; got {_object_kind(source)}")
+    return ConfigError(
+        f"{what}: expected a path, PEM text, PEM/DER bytes or {expected} object; got {_object_kind(source)}"
+    )
+
+
 def _object_kind(source: object) -> str:
     if isinstance(source, rsa.RSAPrivateKey):
         return "a private key"
     if isinstance(source, rsa.RSAPublicKey):
         return "a public key"
-    return "an X.509 certificate"
+    if isinstance(source, x509.Certificate):
+        return "an X.509 certificate"
+    return f"a {type(source).__name__}"

@@ -65,7 +65,9 @@ class VerifyingMiddleware:
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         response = await handler(request)
-        if not 200 <= response.status < 300 or is_unsigned_download(request.method, request.url.raw_path):
+        if not 200 <= response.status < 300 or is_unsigned_download(
+            request.method, request.url.raw_path
+        ):
             return response
         try:
             body = await response.read()

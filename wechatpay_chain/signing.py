@@ -57,7 +57,9 @@ class Signer:
         """The ``Authorization`` header value for ``method`` on ``target`` (path and query)."""
         timestamp = int(self.clock())
         nonce = self.nonce()
-        signature = rsa_sign(self.private_key, request_message(method, target, timestamp, nonce, body))
+        signature = rsa_sign(
+            self.private_key, request_message(method, target, timestamp, nonce, body)
+        )
         return (
             f'{AUTHORIZATION_SCHEME} mchid="{self.mchid}",nonce_str="{nonce}",'
             f'timestamp="{timestamp}",serial_no="{self.serial}",signature="{signature}"'
@@ -66,4 +68,3 @@ class Signer:
     def sign(self, message: bytes) -> str:
         """Sign an arbitrary message with the merchant key (client-side pay parameters)."""
         return rsa_sign(self.private_key, message)
-

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Union
 from urllib.parse import quote
 
 __all__ = [
     "QueryValue",
     "attribute_segment",
+    "encode_query",
     "expand",
     "placeholders",
-    "split_path",
-    "encode_query",
     "request_target",
+    "split_path",
 ]
 
-QueryValue = Union[str, int, float, bool, None, Sequence[Union[str, int, float, bool]]]
+QueryValue = str | int | float | bool | None | Sequence[str | int | float | bool]
 
 # RFC 3986 pchar minus the characters a WeChat Pay path never needs raw: a literal segment
 # keeps letters, digits, "-._~" and these sub-delimiters, and everything else is encoded.
@@ -89,10 +88,14 @@ def expand(segments: Sequence[str], values: Mapping[str, object]) -> str:
     unknown = [name for name in values if name not in wanted]
     if unknown:
         known = ", ".join(wanted) or "none"
-        raise TypeError(f"no placeholder named {', '.join(map(repr, unknown))} in this path (placeholders: {known})")
+        raise TypeError(
+            f"no placeholder named {', '.join(map(repr, unknown))} in this path (placeholders: {known})"
+        )
     missing = [name for name in wanted if name not in values]
     if missing:
-        raise TypeError(f"unfilled placeholder {', '.join(map(repr, missing))}: pass it as a keyword")
+        raise TypeError(
+            f"unfilled placeholder {', '.join(map(repr, missing))}: pass it as a keyword"
+        )
     encoded: list[str] = []
     for segment in segments:
         position = 0
@@ -113,7 +116,9 @@ def _query_text(key: str, value: str | int | float | bool) -> str:
     elif isinstance(value, (str, int, float)):
         text = str(value)
     else:
-        raise TypeError(f"query parameter {key!r} takes str, int, float or bool, not {type(value).__name__}")
+        raise TypeError(
+            f"query parameter {key!r} takes str, int, float or bool, not {type(value).__name__}"
+        )
     return quote(key, safe="") + "=" + quote(text, safe="")
 
 
@@ -132,7 +137,9 @@ def encode_query(params: Mapping[str, QueryValue] | None) -> str:
     return "&".join(pairs)
 
 
-def request_target(segments: Sequence[str], values: Mapping[str, object], params: Mapping[str, QueryValue] | None) -> str:
+def request_target(
+    segments: Sequence[str], values: Mapping[str, object], params: Mapping[str, QueryValue] | None
+) -> str:
     """Path and query, exactly as signed and sent."""
     path = expand(segments, values)
     query = encode_query(params)

@@ -38,13 +38,22 @@ MAX_CLOCK_SKEW = 300
 PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
 PUBLIC_KEY_ID_PREFIX = "PUB_KEY_ID_"
 
-_REQUIRED_HEADERS = ("Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial")
+_REQUIRED_HEADERS = (
+    "Wechatpay-Timestamp",
+    "Wechatpay-Nonce",
+    "Wechatpay-Signature",
+    "Wechatpay-Serial",
+)
 
 
 def _normalise_serial(serial: str) -> str:
-    # Certificate serials are hexadecimal and compared case-insensitively; public-key IDs
-    # (``PUB_KEY_ID_...``) are upper-case already, so upper-casing both is safe.
-    return serial.strip().upper()
+    # Certificate serials are hexadecimal numbers: compared case-insensitively and without
+    # leading zeros (one side may print whole bytes, the other not). Public-key IDs
+    # (``PUB_KEY_ID_...``) are upper-case already, so upper-casing them is safe.
+    text = serial.strip().upper()
+    if text and all(character in "0123456789ABCDEF" for character in text):
+        return text.lstrip("0") or "0"
+    return text
 
 
 class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
@@ -55,23 +64,30 @@ class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
     """
 
     def __init__(self, keys: Mapping[str, KeySource] | None = None) -> None:
-        self._keys: dict[str, rsa.RSAPublicKey] = {}
+        # normalised serial -> (serial as configured, upper-cased, key); that spelling is what
+        # goes back to WeChat Pay in the Wechatpay-Serial request header.
+        self._keys: dict[str, tuple[str, rsa.RSAPublicKey]] = {}
         for serial, source in (keys or {}).items():
             self.add(serial, source)
 
     def add(self, serial: str, source: KeySource) -> None:
         if not isinstance(serial, str) or not serial.strip():
-            raise ConfigError("public_keys: each key needs its serial or PUB_KEY_ID_... as a non-empty str")
-        self._keys[_normalise_serial(serial)] = load_verification_key(source)
+            raise ConfigError(
+                "public_keys: each key needs its serial or PUB_KEY_ID_... as a non-empty str"
+            )
+        self._keys[_normalise_serial(serial)] = (
+            serial.strip().upper(),
+            load_verification_key(source),
+        )
 
     def __getitem__(self, serial: str) -> rsa.RSAPublicKey:
-        return self._keys[_normalise_serial(serial)]
+        return self._keys[_normalise_serial(serial)][1]
 
     def __contains__(self, serial: object) -> bool:
         return isinstance(serial, str) and _normalise_serial(serial) in self._keys
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._keys)
+        return (serial for serial, _ in self._keys.values())
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -79,13 +95,13 @@ class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
     @property
     def preferred_serial(self) -> str | None:
         """The key WeChat Pay should sign with: the public-key ID when one is held."""
-        for serial in self._keys:
-            if serial.startswith(PUBLIC_KEY_ID_PREFIX):
+        for serial in self:
+            if serial.upper().startswith(PUBLIC_KEY_ID_PREFIX):
                 return serial
-        return next(iter(self._keys), None)
+        return next(iter(self), None)
 
     def __repr__(self) -> str:
-        return f"PublicKeyStore({sorted(self._keys)!r})"
+        return f"PublicKeyStore({sorted(self)!r})"
 
 
 def _as_store(keys: PublicKeyStore | Mapping[str, KeySource] | None) -> PublicKeyStore:
@@ -119,9 +135,13 @@ class Verifier:
                 request_id=request_id,
             )
         timestamp_text = headers["Wechatpay-Timestamp"].strip()
-        if not timestamp_text.isascii() or not timestamp_text.isdigit():
+        # Bounded length: int() of a huge digit string is slow, then refused by Python.
+        if not (
+            timestamp_text.isascii() and timestamp_text.isdigit() and len(timestamp_text) <= 12
+        ):
             raise TimestampSkewError(
-                f"Wechatpay-Timestamp {timestamp_text[:32]!r} is not Unix seconds", request_id=request_id
+                f"Wechatpay-Timestamp {timestamp_text[:32]!r} is not Unix seconds",
+                request_id=request_id,
             )
         skew = int(timestamp_text) - int(self.clock())
         if abs(skew) > MAX_CLOCK_SKEW:
@@ -148,8 +168,12 @@ class Verifier:
         try:
             signature = base64.b64decode(signature_text, validate=True)
         except (binascii.Error, ValueError):
-            raise SignatureMismatchError("Wechatpay-Signature is not Base64", request_id=request_id) from None
-        message = f"{timestamp_text}\n{headers['Wechatpay-Nonce'].strip()}\n".encode() + body + b"\n"
+            raise SignatureMismatchError(
+                "Wechatpay-Signature is not Base64", request_id=request_id
+            ) from None
+        message = (
+            f"{timestamp_text}\n{headers['Wechatpay-Nonce'].strip()}\n".encode() + body + b"\n"
+        )
         try:
             self.public_keys[serial].verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:

@@ -9,7 +9,15 @@ import attrs
 __all__ = ["Fault"]
 
 FaultKind = Literal[
-    "error", "raw", "delay", "drop", "tamper_body", "wrong_serial", "stale_timestamp", "probe", "unsigned"
+    "error",
+    "raw",
+    "delay",
+    "drop",
+    "tamper_body",
+    "wrong_serial",
+    "stale_timestamp",
+    "probe",
+    "unsigned",
 ]
 
 
@@ -17,8 +25,8 @@ FaultKind = Literal[
 class Fault:
     """One way for an answer to go wrong. Build it with the class methods::
 
-        server.inject(Fault.error(500, "SYSTEM_ERROR"), times=2)
-        server.inject(Fault.delay(3.0), path="/v3/pay/transactions/native")
+    server.inject(Fault.error(500, "SYSTEM_ERROR"), times=2)
+    server.inject(Fault.delay(3.0), path="/v3/pay/transactions/native")
     """
 
     kind: FaultKind
@@ -73,4 +81,3 @@ class Fault:
     def unsigned(cls) -> Fault:
         """Answer normally but without the ``Wechatpay-*`` signature headers."""
         return cls("unsigned")
-

@@ -20,7 +20,7 @@ from .server import FakeWeChatPay, generate_private_key
 try:
     import pytest_asyncio
 except ImportError:  # pragma: no cover - the fixtures then explain what is missing
-    pytest_asyncio = None
+    pytest_asyncio = None  # type: ignore[assignment]
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +37,9 @@ if pytest_asyncio is not None:
     ) -> AsyncIterator[FakeWeChatPay]:
         """A started fake WeChat Pay server on 127.0.0.1 with a fresh state."""
         merchant_key, wechatpay_key = wechatpay_keys
-        async with FakeWeChatPay(merchant_private_key=merchant_key, wechatpay_private_key=wechatpay_key) as server:
+        async with FakeWeChatPay(
+            merchant_private_key=merchant_key, wechatpay_private_key=wechatpay_key
+        ) as server:
             yield server
 
     @pytest_asyncio.fixture

@@ -17,7 +17,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Union
+from typing import Any
 from urllib.parse import unquote
 
 import attrs
@@ -38,7 +38,7 @@ from .state import PaymentState
 
 __all__ = ["FakeWeChatPay", "MerchantCredentials", "RouteHandler", "generate_private_key"]
 
-RouteHandler = Callable[[RecordedRequest, Mapping[str, str]], Union[Reply, Awaitable[Reply]]]
+RouteHandler = Callable[[RecordedRequest, Mapping[str, str]], Reply | Awaitable[Reply]]
 
 _AUTH_PARAMETER = re.compile(r'(\w+)="([^"]*)"')
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -50,7 +50,9 @@ def generate_private_key() -> rsa.RSAPrivateKey:
 
 
 def _pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 @attrs.frozen
@@ -84,7 +86,10 @@ def _compile_template(template: str) -> re.Pattern[str]:
         template = "/" + template
     parts = _PLACEHOLDER.split(template)
     # Even indexes are literal text, odd ones placeholder names.
-    regex = "".join(re.escape(part) if index % 2 == 0 else f"(?P<{part}>[^/]+)" for index, part in enumerate(parts))
+    regex = "".join(
+        re.escape(part) if index % 2 == 0 else f"(?P<{part}>[^/]+)"
+        for index, part in enumerate(parts)
+    )
     return re.compile(regex + r"\Z")
 
 
@@ -123,14 +128,20 @@ class FakeWeChatPay:
         self.merchant = MerchantCredentials(
             mchid=mchid,
             serial=serial or secrets.token_hex(20).upper(),
-            public_key=merchant_key.public_key() if merchant_key else load_public_key(merchant_public_key),  # type: ignore[arg-type]
+            public_key=merchant_key.public_key()
+            if merchant_key
+            else load_public_key(merchant_public_key),  # type: ignore[arg-type]
             private_key_pem=_pem(merchant_key) if merchant_key else None,
         )
         self._merchant_key = merchant_key
         self._wechatpay_key = (
-            load_private_key(wechatpay_private_key) if wechatpay_private_key is not None else generate_private_key()
+            load_private_key(wechatpay_private_key)
+            if wechatpay_private_key is not None
+            else generate_private_key()
         )
-        self.public_key_id = public_key_id or "PUB_KEY_ID_01" + "".join(secrets.choice("0123456789") for _ in range(26))
+        self.public_key_id = public_key_id or "PUB_KEY_ID_01" + "".join(
+            secrets.choice("0123456789") for _ in range(26)
+        )
         self.public_key_pem: bytes = self._wechatpay_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -143,7 +154,8 @@ class FakeWeChatPay:
         self._port = port
         self._routes: list[_Route] = []
         self._builtin_routes = [
-            _Route(method, _compile_template(template), handler) for method, template, handler in self.state.routes()
+            _Route(method, _compile_template(template), handler)
+            for method, template, handler in self.state.routes()
         ]
         self._injections: list[_Injection] = []
         self._runner: web.AppRunner | None = None
@@ -155,7 +167,9 @@ class FakeWeChatPay:
     def url(self) -> str:
         """``http://127.0.0.1:PORT``, once started."""
         if self._url is None:
-            raise RuntimeError("the fake server is not started: use 'async with FakeWeChatPay() as server'")
+            raise RuntimeError(
+                "the fake server is not started: use 'async with FakeWeChatPay() as server'"
+            )
         return self._url
 
     async def start(self) -> None:
@@ -164,7 +178,9 @@ class FakeWeChatPay:
         # A short shutdown: a test's server stops with its test, whatever is still open.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
-        sock = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(
+            socket.AF_INET6 if ":" in self._host else socket.AF_INET, socket.SOCK_STREAM
+        )
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self._host, self._port))
@@ -195,7 +211,9 @@ class FakeWeChatPay:
     def client(self, **overrides: Any) -> WeChatPay:
         """A :class:`~wechatpay_chain.WeChatPay` for this server's merchant, bound to it."""
         if self.merchant.private_key_pem is None and "private_key" not in overrides:
-            raise ConfigError("this fake server knows only the merchant's public key: pass private_key=")
+            raise ConfigError(
+                "this fake server knows only the merchant's public key: pass private_key="
+            )
         options: dict[str, Any] = {
             "mchid": self.merchant.mchid,
             "serial": self.merchant.serial,
@@ -217,13 +235,17 @@ class FakeWeChatPay:
         """
         self._routes.insert(0, _Route(method.upper(), _compile_template(template), handler))
 
-    def inject(self, fault: Fault, *, times: int = 1, method: str | None = None, path: str | None = None) -> None:
+    def inject(
+        self, fault: Fault, *, times: int = 1, method: str | None = None, path: str | None = None
+    ) -> None:
         """Apply ``fault`` to the next ``times`` authenticated requests matching ``method`` and ``path``."""
         if times < 1:
             raise ValueError("times must be at least 1")
         self._injections.append(_Injection(fault, times, method.upper() if method else None, path))
 
-    def pay(self, out_trade_no: str, *, openid: str = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o") -> dict[str, Any]:
+    def pay(
+        self, out_trade_no: str, *, openid: str = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+    ) -> dict[str, Any]:
         """Play the user who pays an order; returns the transaction as a query would."""
         return self.state.pay(out_trade_no, openid=openid)
 
@@ -236,7 +258,7 @@ class FakeWeChatPay:
             target=request.raw_path,
             path=unquote(request.rel_url.raw_path),
             query=MultiDictProxy(request.rel_url.query.copy()),
-            headers=CIMultiDictProxy(request.headers.copy()),  # type: ignore[arg-type]
+            headers=CIMultiDictProxy(request.headers.copy()),
             body=body,
         )
         self.requests.append(recorded)
@@ -248,12 +270,14 @@ class FakeWeChatPay:
                 if fault.kind == "delay":
                     await asyncio.sleep(fault.seconds)
                 elif fault.kind == "drop":
-                    assert request.transport is not None
-                    request.transport.abort()
+                    if request.transport is not None:
+                        request.transport.abort()
                     # Nothing more can be written; aiohttp discards the answer below.
                     return web.Response(status=500)
                 elif fault.kind == "raw":
-                    return web.Response(status=fault.status, body=fault.body, content_type=fault.content_type)
+                    return web.Response(
+                        status=fault.status, body=fault.body, content_type=fault.content_type
+                    )
                 elif fault.kind == "error":
                     raise ApiFailure(fault.status, fault.code, fault.message)
             reply = await self._dispatch(recorded)
@@ -275,7 +299,9 @@ class FakeWeChatPay:
             reply = route.handler(recorded, values)
             return await reply if inspect.isawaitable(reply) else reply
         if path_matched:
-            raise ApiFailure(405, "METHOD_NOT_ALLOWED", f"{recorded.method} is not allowed on {raw_path}")
+            raise ApiFailure(
+                405, "METHOD_NOT_ALLOWED", f"{recorded.method} is not allowed on {raw_path}"
+            )
         raise ApiFailure(404, "NOT_FOUND", f"{recorded.method} {raw_path}: 请求的资源不存在")
 
     def _take_fault(self, recorded: RecordedRequest) -> Fault | None:
@@ -300,27 +326,41 @@ class FakeWeChatPay:
         required = ("mchid", "nonce_str", "timestamp", "serial_no", "signature")
         if scheme != AUTHORIZATION_SCHEME or any(not parameters.get(name) for name in required):
             raise ApiFailure(
-                401, "SIGN_ERROR", "Http头Authorization值格式错误，请参考《微信支付商户REST API签名规则》"
+                401,
+                "SIGN_ERROR",
+                "Http头Authorization值格式错误，请参考《微信支付商户REST API签名规则》",
             )
         if parameters["mchid"] != self.merchant.mchid:
             raise ApiFailure(401, "SIGN_ERROR", "商户号与Authorization中的mchid不匹配")
         if parameters["serial_no"].upper() != self.merchant.serial.upper():
-            raise ApiFailure(401, "SIGN_ERROR", "商户证书序列号有误。请使用签名私钥匹配的证书序列号")
+            raise ApiFailure(
+                401, "SIGN_ERROR", "商户证书序列号有误。请使用签名私钥匹配的证书序列号"
+            )
         timestamp = parameters["timestamp"]
         if not timestamp.isdigit() or abs(int(timestamp) - int(self.clock())) > MAX_CLOCK_SKEW:
-            raise ApiFailure(401, "SIGN_ERROR", "Http头Authorization中的timestamp与发起请求的时间不得超过5分钟")
-        message = request_message(recorded.method, recorded.target, int(timestamp), parameters["nonce_str"], recorded.body)
+            raise ApiFailure(
+                401, "SIGN_ERROR", "Http头Authorization中的timestamp与发起请求的时间不得超过5分钟"
+            )
+        message = request_message(
+            recorded.method, recorded.target, int(timestamp), parameters["nonce_str"], recorded.body
+        )
         try:
             signature = base64.b64decode(parameters["signature"], validate=True)
             self.merchant.public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
         except (InvalidSignature, ValueError):
-            raise self._sign_error(recorded, timestamp, parameters["nonce_str"], len(message)) from None
+            raise self._sign_error(
+                recorded, timestamp, parameters["nonce_str"], len(message)
+            ) from None
         serial = headers.get("Wechatpay-Serial")
         if serial is not None and serial != self.public_key_id:
-            raise ApiFailure(400, "PARAM_ERROR", "Wechatpay-Serial 对应的微信支付公钥或平台证书不存在")
+            raise ApiFailure(
+                400, "PARAM_ERROR", "Wechatpay-Serial 对应的微信支付公钥或平台证书不存在"
+            )
 
     @staticmethod
-    def _sign_error(recorded: RecordedRequest, timestamp: str, nonce: str, length: int) -> ApiFailure:
+    def _sign_error(
+        recorded: RecordedRequest, timestamp: str, nonce: str, length: int
+    ) -> ApiFailure:
         # WeChat Pay echoes what it verified, abridged; the most useful debugging aid there is.
         body = recorded.body.decode("utf-8", "replace")
         shown = f"{recorded.method}\n{recorded.target}\n{timestamp}\n{nonce[:4]}...\n{body[:64]}\n"
@@ -362,7 +402,9 @@ class FakeWeChatPay:
             elif fault.kind == "wrong_serial":
                 headers["Wechatpay-Serial"] = "PUB_KEY_ID_0000000000000000000000000000"
             elif fault.kind == "probe":
-                headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + base64.b64encode(secrets.token_bytes(32)).decode()
+                headers["Wechatpay-Signature"] = (
+                    "WECHATPAY/SIGNTEST/" + base64.b64encode(secrets.token_bytes(32)).decode()
+                )
             elif fault.kind == "unsigned":
                 for name in list(headers):
                     if name.startswith("Wechatpay-"):

@@ -24,31 +24,75 @@ _TRADE_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "app": "APP", "h5": "MWEB"
 # (OAPI docs/v3/password-exempt-contract/contracts/*/pre-entrust-sign/*.yaml).
 _PRE_SIGN_REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("normal", "pay-redirect-sign"): (
-        "appid", "service_id", "out_contract_code", "notify_url", "contract_display_account", "prepay_id", "openid",
+        "appid",
+        "service_id",
+        "out_contract_code",
+        "notify_url",
+        "contract_display_account",
+        "prepay_id",
+        "openid",
     ),
     ("normal", "mini-program"): (
-        "appid", "service_id", "out_contract_code", "notify_url", "contract_display_account", "openid",
+        "appid",
+        "service_id",
+        "out_contract_code",
+        "notify_url",
+        "contract_display_account",
+        "openid",
     ),
     ("ecommerce", "pay-redirect-sign"): (
-        "appid", "service_id", "out_contract_code", "notify_url", "contract_display_account", "prepay_id", "openid",
+        "appid",
+        "service_id",
+        "out_contract_code",
+        "notify_url",
+        "contract_display_account",
+        "prepay_id",
+        "openid",
     ),
     ("ecommerce", "mini-program"): (
-        "appid", "service_id", "out_contract_code", "notify_url", "contract_display_account", "openid",
+        "appid",
+        "service_id",
+        "out_contract_code",
+        "notify_url",
+        "contract_display_account",
+        "openid",
     ),
     ("service-provider", "pay-redirect-sign"): (
-        "sp_appid", "sub_mchid", "sub_appid", "service_id", "out_contract_code", "notify_url",
-        "contract_display_account", "prepay_id",
+        "sp_appid",
+        "sub_mchid",
+        "sub_appid",
+        "service_id",
+        "out_contract_code",
+        "notify_url",
+        "contract_display_account",
+        "prepay_id",
     ),
     ("service-provider", "mini-program"): (
-        "sp_appid", "sub_mchid", "sub_appid", "service_id", "out_contract_code", "notify_url",
+        "sp_appid",
+        "sub_mchid",
+        "sub_appid",
+        "service_id",
+        "out_contract_code",
+        "notify_url",
         "contract_display_account",
     ),
     ("qs", "pay-redirect-sign"): (
-        "appid", "sub_appid", "sub_mchid", "service_id", "out_contract_code", "notify_url",
-        "contract_display_account", "prepay_id",
+        "appid",
+        "sub_appid",
+        "sub_mchid",
+        "service_id",
+        "out_contract_code",
+        "notify_url",
+        "contract_display_account",
+        "prepay_id",
     ),
     ("qs", "mini-program"): (
-        "appid", "sub_appid", "sub_mchid", "service_id", "out_contract_code", "notify_url",
+        "appid",
+        "sub_appid",
+        "sub_mchid",
+        "service_id",
+        "out_contract_code",
+        "notify_url",
         "contract_display_account",
     ),
 }
@@ -92,9 +136,12 @@ class PaymentState:
     def now(self) -> str:
         return datetime.datetime.fromtimestamp(int(self.clock()), _CHINA).isoformat()
 
-    def routes(self) -> list[tuple[str, str, Callable[[RecordedRequest, Mapping[str, str]], Reply]]]:
+    def routes(
+        self,
+    ) -> list[tuple[str, str, Callable[[RecordedRequest, Mapping[str, str]], Reply]]]:
         table: list[tuple[str, str, Callable[[RecordedRequest, Mapping[str, str]], Reply]]] = [
-            ("POST", f"/v3/pay/transactions/{kind}", self._order_creator(kind)) for kind in _TRADE_TYPES
+            ("POST", f"/v3/pay/transactions/{kind}", self._order_creator(kind))
+            for kind in _TRADE_TYPES
         ]
         table += [
             ("GET", "/v3/pay/transactions/id/{transaction_id}", self.query_by_transaction_id),
@@ -122,16 +169,24 @@ class PaymentState:
         return create
 
     def create_order(self, kind: str, document: Any) -> Reply:
-        body = _require(document, ("appid", "mchid", "description", "out_trade_no", "notify_url", "amount"))
+        body = _require(
+            document, ("appid", "mchid", "description", "out_trade_no", "notify_url", "amount")
+        )
         if body["mchid"] != self.mchid:
             raise param_error("/mchid", "mchid与请求的商户号不一致", value=body["mchid"])
         total = body["amount"].get("total") if isinstance(body["amount"], dict) else None
         if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
             raise param_error("/amount/total", "total 应为大于0的整数（单位：分）")
-        if kind == "jsapi" and not (isinstance(body.get("payer"), dict) and body["payer"].get("openid")):
+        if kind == "jsapi" and not (
+            isinstance(body.get("payer"), dict) and body["payer"].get("openid")
+        ):
             raise param_error("/payer/openid", "JSAPI下单 payer.openid 为必填参数")
-        if kind == "h5" and not (isinstance(body.get("scene_info"), dict) and body["scene_info"].get("payer_client_ip")):
-            raise param_error("/scene_info/payer_client_ip", "H5下单 scene_info.payer_client_ip 为必填参数")
+        if kind == "h5" and not (
+            isinstance(body.get("scene_info"), dict) and body["scene_info"].get("payer_client_ip")
+        ):
+            raise param_error(
+                "/scene_info/payer_client_ip", "H5下单 scene_info.payer_client_ip 为必填参数"
+            )
         out_trade_no = body["out_trade_no"]
         order = self.orders.get(out_trade_no)
         if order is None:
@@ -140,11 +195,20 @@ class PaymentState:
         elif order.request != body or order.trade_type != _TRADE_TYPES[kind]:
             raise ApiFailure(400, "INVALID_REQUEST", "请求重入时，参数与首次请求时不一致")
         elif order.trade_state != "NOTPAY":
-            raise ApiFailure(400, "ORDERPAID" if order.trade_state == "SUCCESS" else "ORDER_CLOSED", "订单状态不允许重新下单")
+            raise ApiFailure(
+                400,
+                "ORDERPAID" if order.trade_state == "SUCCESS" else "ORDER_CLOSED",
+                "订单状态不允许重新下单",
+            )
         if kind == "native":
             return Reply(200, {"code_url": f"weixin://wxpay/bizpayurl?pr={order.prepay_id[-9:]}"})
         if kind == "h5":
-            return Reply(200, {"h5_url": f"https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id={order.prepay_id}"})
+            return Reply(
+                200,
+                {
+                    "h5_url": f"https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id={order.prepay_id}"
+                },
+            )
         return Reply(200, {"prepay_id": order.prepay_id})
 
     def _transaction(self, out_trade_no: str, order: Order) -> dict[str, Any]:
@@ -157,7 +221,10 @@ class PaymentState:
             "trade_type": order.trade_type,
             "trade_state": order.trade_state,
             "trade_state_desc": {
-                "NOTPAY": "未支付", "SUCCESS": "支付成功", "CLOSED": "已关闭", "REFUND": "转入退款",
+                "NOTPAY": "未支付",
+                "SUCCESS": "支付成功",
+                "CLOSED": "已关闭",
+                "REFUND": "转入退款",
             }[order.trade_state],
             "attach": request.get("attach", ""),
             "amount": {"total": total, "currency": request["amount"].get("currency", "CNY")},
@@ -229,7 +296,10 @@ class PaymentState:
             (out_trade_no, order)
             for out_trade_no, order in self.orders.items()
             if out_trade_no == body.get("out_trade_no")
-            or (order.transaction_id is not None and order.transaction_id == body.get("transaction_id"))
+            or (
+                order.transaction_id is not None
+                and order.transaction_id == body.get("transaction_id")
+            )
         ]
         if not found:
             raise ApiFailure(404, "RESOURCE_NOT_EXISTS", "订单不存在")
@@ -259,8 +329,14 @@ class PaymentState:
             "status": "SUCCESS",
             "funds_account": "AVAILABLE",
             "amount": {
-                "total": total, "refund": refund, "payer_total": total, "payer_refund": refund,
-                "settlement_refund": refund, "settlement_total": total, "discount_refund": 0, "currency": "CNY",
+                "total": total,
+                "refund": refund,
+                "payer_total": total,
+                "payer_refund": refund,
+                "settlement_refund": refund,
+                "settlement_total": total,
+                "discount_refund": 0,
+                "currency": "CNY",
             },
         }
         self.refunds[body["out_refund_no"]] = {"request": body, "answer": answer}
@@ -274,7 +350,9 @@ class PaymentState:
 
     # -- password-exempt contract pre-sign -------------------------------------------------
 
-    def _pre_sign_handler(self, mode: str, scene: str) -> Callable[[RecordedRequest, Mapping[str, str]], Reply]:
+    def _pre_sign_handler(
+        self, mode: str, scene: str
+    ) -> Callable[[RecordedRequest, Mapping[str, str]], Reply]:
         def pre_sign(request: RecordedRequest, _: Mapping[str, str]) -> Reply:
             body = _require(request.json(), _PRE_SIGN_REQUIRED[mode, scene])
             service_id = body["service_id"]
@@ -291,7 +369,10 @@ class PaymentState:
                     sign_mp_path="pages/PwdExemptContract/index",
                 )
             self.pre_signs[body["out_contract_code"]] = {
-                "mode": mode, "scene": scene, "request": body, "created": int(self.clock()),
+                "mode": mode,
+                "scene": scene,
+                "request": body,
+                "created": int(self.clock()),
             }
             return Reply(200, answer)
 
