@@ -310,9 +310,14 @@ async def test_injected_clock_verifies_responses(
     # the server's 2024 timestamps because its own clock says 2024 too.
     then = 1722850421.0
     merchant_key, wechatpay_key = wechatpay_keys
-    async with FakeWeChatPay(
-        merchant_private_key=merchant_key, wechatpay_private_key=wechatpay_key, clock=lambda: then
-    ) as server, server.client() as wxpay:
+    async with (
+        FakeWeChatPay(
+            merchant_private_key=merchant_key,
+            wechatpay_private_key=wechatpay_key,
+            clock=lambda: then,
+        ) as server,
+        server.client() as wxpay,
+    ):
         response = await wxpay.v3.pay.transactions.native.post(json=native_order(server))
     assert response.headers["Wechatpay-Timestamp"] == "1722850421"
     assert server.requests[-1].headers["Authorization"].count('timestamp="1722850421"') == 1

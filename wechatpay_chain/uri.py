@@ -24,7 +24,7 @@ QueryValue = str | int | float | bool | None | Sequence[str | int | float | bool
 
 # RFC 3986 pchar minus the characters a WeChat Pay path never needs raw: a literal segment
 # keeps letters, digits, "-._~" and these sub-delimiters, and everything else is encoded.
-_SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
+SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
 _PLACEHOLDER = re.compile(r"\{(\+?)([^{}/]+)\}")
 _CAPITAL = re.compile(r"[A-Z]")
 
@@ -101,11 +101,11 @@ def expand(segments: Sequence[str], values: Mapping[str, object]) -> str:
         position = 0
         parts: list[str] = []
         for match in _PLACEHOLDER.finditer(segment):
-            parts.append(quote(segment[position : match.start()], safe=_SEGMENT_SAFE))
+            parts.append(quote(segment[position : match.start()], safe=SEGMENT_SAFE))
             value = _placeholder_value(match.group(2), values[match.group(2)])
             parts.append(value if match.group(1) else quote(value, safe=""))
             position = match.end()
-        parts.append(quote(segment[position:], safe=_SEGMENT_SAFE))
+        parts.append(quote(segment[position:], safe=SEGMENT_SAFE))
         encoded.append("".join(parts))
     return "/" + "/".join(encoded)
 

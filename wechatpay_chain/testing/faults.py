@@ -54,7 +54,11 @@ class Fault:
 
     @classmethod
     def drop(cls) -> Fault:
-        """Close the connection without answering."""
+        """Close the connection without answering.
+
+        aiohttp's client resends an idempotent request (GET, PUT, DELETE) once by itself
+        when a reused connection closes this way; a POST is never resent.
+        """
         return cls("drop")
 
     @classmethod

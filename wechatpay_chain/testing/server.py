@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import attrs
 from aiohttp import web
@@ -31,6 +31,7 @@ from ..client import WeChatPay
 from ..errors import ConfigError
 from ..keys import KeySource, load_private_key, load_public_key
 from ..signing import AUTHORIZATION_SCHEME, request_message, rsa_sign
+from ..uri import SEGMENT_SAFE
 from ..verifying import MAX_CLOCK_SKEW
 from .faults import Fault
 from .messages import ApiFailure, RecordedRequest, Reply
@@ -85,9 +86,10 @@ def _compile_template(template: str) -> re.Pattern[str]:
     if not template.startswith("/"):
         template = "/" + template
     parts = _PLACEHOLDER.split(template)
-    # Even indexes are literal text, odd ones placeholder names.
+    # Even indexes are literal text, matched in the form a client sends it (percent-encoded
+    # like a path segment); odd indexes are placeholder names.
     regex = "".join(
-        re.escape(part) if index % 2 == 0 else f"(?P<{part}>[^/]+)"
+        re.escape(quote(part, safe="/" + SEGMENT_SAFE)) if index % 2 == 0 else f"(?P<{part}>[^/]+)"
         for index, part in enumerate(parts)
     )
     return re.compile(regex + r"\Z")
@@ -352,7 +354,7 @@ class FakeWeChatPay:
                 recorded, timestamp, parameters["nonce_str"], len(message)
             ) from None
         serial = headers.get("Wechatpay-Serial")
-        if serial is not None and serial != self.public_key_id:
+        if serial is not None and serial.upper() != self.public_key_id.upper():
             raise ApiFailure(
                 400, "PARAM_ERROR", "Wechatpay-Serial 对应的微信支付公钥或平台证书不存在"
             )
