@@ -966,7 +966,7 @@ async def test_paid_order_queried_by_transaction_id(
     assert by_number.json() == document
 
 
-def test_pay_refuses_unknown_and_already_paid_orders(wechatpay_keys: Keys) -> None:
+async def test_pay_refuses_unknown_and_already_paid_orders(wechatpay_keys: Keys) -> None:
     server = FakeWeChatPay(
         merchant_private_key=wechatpay_keys[0], wechatpay_private_key=wechatpay_keys[1]
     )
@@ -976,6 +976,7 @@ def test_pay_refuses_unknown_and_already_paid_orders(wechatpay_keys: Keys) -> No
     server.pay("twice")
     with pytest.raises(ValueError, match="SUCCESS"):
         server.pay("twice")
+    await server.stop()  # stop() also ends the notifications pay() sent
 
 
 async def test_close_answers_204_and_the_order_is_closed(
@@ -1182,8 +1183,18 @@ PRE_SIGN_VALUES: dict[str, Any] = {
 }
 
 
-def _pre_sign_body(mode: str, scene: str) -> dict[str, Any]:
-    return {name: PRE_SIGN_VALUES[name] for name in PRE_SIGN_REQUIRED[mode, scene]}
+def _pre_sign_body(mode: str, scene: str, prepay_id: str = "") -> dict[str, Any]:
+    values = {**PRE_SIGN_VALUES, "prepay_id": prepay_id}
+    return {name: values[name] for name in PRE_SIGN_REQUIRED[mode, scene]}
+
+
+async def _prepay_id(client: WeChatPay, server: FakeWeChatPay) -> str:
+    """A fresh JSAPI order's prepay_id: the after-payment pre-sign modes need a live one."""
+    order = _order(server.merchant.mchid, f"pre-sign-{len(server.state.orders)}")
+    order["payer"] = {"openid": OPENID}
+    response = await client.v3.pay.transactions.jsapi.post(json=order)
+    prepay_id: str = response.json()["prepay_id"]
+    return prepay_id
 
 
 @pytest.mark.parametrize(
@@ -1193,7 +1204,8 @@ async def test_pre_sign_endpoints_answer_the_contract(
     wechatpay_server: FakeWeChatPay, wechatpay_client: WeChatPay, mode: str, scene: str
 ) -> None:
     path = f"v3/password-exempt-contract/contracts/{mode}/pre-entrust-sign/{scene}"
-    response = await wechatpay_client[path].post(json=_pre_sign_body(mode, scene))
+    prepay_id = await _prepay_id(wechatpay_client, wechatpay_server)
+    response = await wechatpay_client[path].post(json=_pre_sign_body(mode, scene, prepay_id))
 
     assert response.status == 200
     document = response.json()
@@ -1210,8 +1222,8 @@ async def test_pre_sign_endpoints_answer_the_contract(
     assert document["mchid"] == wechatpay_server.merchant.mchid
     assert document["service_id"] == 12535
     assert document["out_contract_code"] == "contract-001"
-    assert wechatpay_server.state.pre_signs["contract-001"]["mode"] == mode
-    assert wechatpay_server.state.pre_signs["contract-001"]["scene"] == scene
+    assert wechatpay_server.contracts.pre_signs["contract-001"].mode == mode
+    assert wechatpay_server.contracts.pre_signs["contract-001"].scene == scene
 
 
 @pytest.mark.parametrize(
@@ -1221,8 +1233,9 @@ async def test_pre_sign_without_a_required_field_is_a_param_error_naming_it(
     wechatpay_server: FakeWeChatPay, wechatpay_client: WeChatPay, mode: str, scene: str
 ) -> None:
     node = wechatpay_client.v3.passwordExemptContract.contracts[mode].preEntrustSign[scene]
+    prepay_id = await _prepay_id(wechatpay_client, wechatpay_server)
     for name in PRE_SIGN_REQUIRED[mode, scene]:
-        body = _pre_sign_body(mode, scene)
+        body = _pre_sign_body(mode, scene, prepay_id)
         del body[name]
         with pytest.raises(ApiError) as caught:
             await node.post(json=body)
@@ -1230,11 +1243,14 @@ async def test_pre_sign_without_a_required_field_is_a_param_error_naming_it(
         assert caught.value.code == "PARAM_ERROR", name
         assert caught.value.detail["field"] == f"/{name}"
         assert name in (caught.value.message or "")
-    assert wechatpay_server.state.pre_signs == {}
+    assert wechatpay_server.contracts.pre_signs == {}
 
 
-async def test_pre_sign_service_id_must_be_a_number(wechatpay_client: WeChatPay) -> None:
-    body = {**_pre_sign_body("qs", "pay-redirect-sign"), "service_id": "12535"}
+async def test_pre_sign_service_id_must_be_a_number(
+    wechatpay_server: FakeWeChatPay, wechatpay_client: WeChatPay
+) -> None:
+    prepay_id = await _prepay_id(wechatpay_client, wechatpay_server)
+    body = {**_pre_sign_body("qs", "pay-redirect-sign", prepay_id), "service_id": "12535"}
     with pytest.raises(ApiError) as caught:
         await wechatpay_client[
             "v3/password-exempt-contract/contracts/qs/pre-entrust-sign/pay-redirect-sign"

@@ -14,6 +14,7 @@ from .errors import (
     ConfigError,
     ConnectError,
     DecryptionError,
+    InvalidNotificationError,
     MissingSignatureHeaderError,
     ProbeSignatureError,
     RequestTimeoutError,
@@ -26,17 +27,21 @@ from .errors import (
     WeChatPayError,
 )
 from .middleware import SigningMiddleware, VerifyingMiddleware
+from .notifications import Acknowledgement, Notification
 from .response import Response
 from .signing import Signer
 from .verifying import PublicKeyStore, Verifier
 
 __all__ = [
+    "Acknowledgement",
     "ApiError",
     "ConfigError",
     "ConnectError",
     "DecryptionError",
+    "InvalidNotificationError",
     "MissingSignatureHeaderError",
     "Node",
+    "Notification",
     "ProbeSignatureError",
     "PublicKeyStore",
     "RequestTimeoutError",

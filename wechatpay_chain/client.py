@@ -17,9 +17,12 @@ from yarl import URL
 
 from ._version import __version__
 from .chain import Node, is_dunder
+from .crypto import apiv3_key_bytes, rsa_oaep_decrypt, rsa_oaep_encrypt
 from .errors import ApiError, ConfigError, ConnectError, RequestTimeoutError, TransportError
 from .keys import KeySource
 from .middleware import SigningMiddleware, VerifyingMiddleware
+from .notifications import Notifications
+from .payments import Payments
 from .response import Response
 from .signing import Signer, new_nonce
 from .uri import QueryValue, request_target, split_path
@@ -46,7 +49,7 @@ _SERIAL = re.compile(r"[0-9A-Fa-f]{1,64}")
 
 
 def _check_config(
-    mchid: object, serial: object, apiv3_key: object, base_url: object
+    mchid: object, serial: object, apiv3_key: str | bytes | None, base_url: object
 ) -> tuple[bytes | None, str]:
     if not isinstance(mchid, str) or not _MCHID.fullmatch(mchid):
         raise ConfigError("mchid: expected the merchant ID as a str of digits, e.g. '1900000109'")
@@ -55,20 +58,7 @@ def _check_config(
             "serial: expected the merchant API certificate serial number in hexadecimal "
             "(merchant platform > API security), e.g. '408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB'"
         )
-    key: bytes | None = None
-    if apiv3_key is not None:
-        key = (
-            apiv3_key.encode()
-            if isinstance(apiv3_key, str)
-            else apiv3_key
-            if isinstance(apiv3_key, bytes)
-            else None
-        )
-        if key is None or len(key) != 32:
-            size = f"{len(key)} bytes" if key is not None else f"a {type(apiv3_key).__name__}"
-            raise ConfigError(
-                f"apiv3_key: expected the 32-byte APIv3 key as str or bytes; got {size}"
-            )
+    key = None if apiv3_key is None else apiv3_key_bytes(apiv3_key)
     if not isinstance(base_url, str):
         raise ConfigError("base_url: expected a str such as 'https://api.mch.weixin.qq.com'")
     url = URL(base_url)
@@ -116,6 +106,8 @@ class WeChatPay:
         self._public_keys = PublicKeyStore(public_keys)
         self._verifier = Verifier(self._public_keys, clock=clock)
         self._middlewares = (SigningMiddleware(self._signer), VerifyingMiddleware(self._verifier))
+        self._notifications = Notifications(self._verifier, self._apiv3_key)
+        self._payments = Payments(self._signer)
         self._session = session
         self._owns_session = session is None
         self._closed = False
@@ -153,6 +145,35 @@ class WeChatPay:
 
     def __repr__(self) -> str:
         return f"<WeChatPay mchid={self._mchid!r} base_url={self._base_url!r}>"
+
+    # -- helpers beside the chain ------------------------------------------------------------
+
+    @property
+    def notifications(self) -> Notifications:
+        """Verify and decrypt webhooks with this client's keys."""
+        return self._notifications
+
+    @property
+    def payments(self) -> Payments:
+        """Signed parameters for JSAPI, mini-program and app payments."""
+        return self._payments
+
+    def encrypt(self, text: str) -> str:
+        """Encrypt a sensitive request field for WeChat Pay (RSA-OAEP, Base64).
+
+        It uses the preferred WeChat Pay key, the very key every request names in its
+        ``Wechatpay-Serial`` header, so the two always agree.
+        """
+        serial = self._public_keys.preferred_serial
+        if serial is None:
+            raise ConfigError(
+                "public_keys: encrypting a sensitive field needs a WeChat Pay public key"
+            )
+        return rsa_oaep_encrypt(self._public_keys[serial], text)
+
+    def decrypt(self, ciphertext: str) -> str:
+        """Decrypt a sensitive field WeChat Pay encrypted for this merchant (RSA-OAEP)."""
+        return rsa_oaep_decrypt(self._signer.private_key, ciphertext)
 
     # -- lifecycle -------------------------------------------------------------------------
 

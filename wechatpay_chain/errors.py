@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "DecryptionError",
+    "InvalidNotificationError",
     "MissingSignatureHeaderError",
     "ProbeSignatureError",
     "RequestTimeoutError",
@@ -138,6 +139,10 @@ class ProbeSignatureError(SignatureMismatchError):
 
 class DecryptionError(WeChatPayError):
     """A ciphertext could not be decrypted (wrong key, tampered data)."""
+
+
+class InvalidNotificationError(WeChatPayError):
+    """A notification was signed correctly but is not shaped as WeChat Pay documents it."""
 
 
 class TransportError(WeChatPayError):

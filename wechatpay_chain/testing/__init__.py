@@ -8,11 +8,16 @@ fixtures.
 """
 
 from .faults import Fault
+from .keypairs import generate_private_key
 from .messages import ApiFailure, RecordedRequest, Reply
-from .server import FakeWeChatPay, MerchantCredentials, generate_private_key
+from .notify import RETRY_SCHEDULE, Attempt, Delivery
+from .server import FakeWeChatPay, MerchantCredentials
 
 __all__ = [
+    "RETRY_SCHEDULE",
     "ApiFailure",
+    "Attempt",
+    "Delivery",
     "FakeWeChatPay",
     "Fault",
     "MerchantCredentials",

@@ -15,9 +15,11 @@ FaultKind = Literal[
     "drop",
     "tamper_body",
     "wrong_serial",
+    "wrong_key",
     "stale_timestamp",
     "probe",
     "unsigned",
+    "bad_ciphertext",
 ]
 
 
@@ -70,6 +72,16 @@ class Fault:
     def wrong_serial(cls) -> Fault:
         """Sign correctly but name a ``Wechatpay-Serial`` the client does not hold."""
         return cls("wrong_serial")
+
+    @classmethod
+    def wrong_key(cls) -> Fault:
+        """Sign with a key that is not WeChat Pay's, under WeChat Pay's serial."""
+        return cls("wrong_key")
+
+    @classmethod
+    def bad_ciphertext(cls) -> Fault:
+        """Notifications only: a correctly signed envelope whose resource does not decrypt."""
+        return cls("bad_ciphertext")
 
     @classmethod
     def stale_timestamp(cls, seconds: float = 600) -> Fault:

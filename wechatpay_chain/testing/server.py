@@ -28,26 +28,28 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from multidict import CIMultiDictProxy, MultiDictProxy
 
 from ..client import WeChatPay
-from ..errors import ConfigError
+from ..crypto import apiv3_key_bytes, rsa_oaep_decrypt, rsa_oaep_encrypt
+from ..errors import ConfigError, DecryptionError
 from ..keys import KeySource, load_private_key, load_public_key
-from ..signing import AUTHORIZATION_SCHEME, request_message, rsa_sign
+from ..signing import AUTHORIZATION_SCHEME, request_message
 from ..uri import SEGMENT_SAFE
 from ..verifying import MAX_CLOCK_SKEW
+from .contracts import ContractState
 from .faults import Fault
-from .messages import ApiFailure, RecordedRequest, Reply
+from .keypairs import generate_private_key
+from .messages import ApiFailure, RecordedRequest, Reply, param_error
+from .notify import Delivery, NotificationSender
+from .signer import WeChatPaySigner
 from .state import PaymentState
 
 __all__ = ["FakeWeChatPay", "MerchantCredentials", "RouteHandler", "generate_private_key"]
 
 RouteHandler = Callable[[RecordedRequest, Mapping[str, str]], Reply | Awaitable[Reply]]
 
+# notify(wait=True) returns within this: a whole resend schedule at a test's time scale.
+_DELIVERY_WAIT_LIMIT = 60.0
 _AUTH_PARAMETER = re.compile(r'(\w+)="([^"]*)"')
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
-
-
-def generate_private_key() -> rsa.RSAPrivateKey:
-    """A throwaway RSA-2048 key, the size WeChat Pay uses."""
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def _pem(key: rsa.RSAPrivateKey) -> bytes:
@@ -117,6 +119,7 @@ class FakeWeChatPay:
         merchant_public_key: KeySource | None = None,
         public_key_id: str | None = None,
         wechatpay_private_key: KeySource | None = None,
+        apiv3_key: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.time,
@@ -148,16 +151,23 @@ class FakeWeChatPay:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         #: The merchant's APIv3 key as this server knows it (notifications, certificates).
-        self.apiv3_key = secrets.token_urlsafe(24)[:32]
+        self.apiv3_key = apiv3_key or secrets.token_urlsafe(24)[:32]
         self.clock = clock
         self.requests: list[RecordedRequest] = []
-        self.state = PaymentState(mchid=mchid, clock=clock)
+        self._signer = WeChatPaySigner(self._wechatpay_key, self.public_key_id, clock)
+        self._notifier = NotificationSender(self._signer, apiv3_key_bytes(self.apiv3_key))
+        self.state = PaymentState(mchid=mchid, clock=clock, notify=self._notify_in_background)
+        self.contracts = ContractState(self.state)
         self._host = host
         self._port = port
         self._routes: list[_Route] = []
         self._builtin_routes = [
             _Route(method, _compile_template(template), handler)
-            for method, template, handler in self.state.routes()
+            for method, template, handler in [
+                *self.state.routes(),
+                *self.contracts.routes(),
+                ("POST", "/v3/security/echo", self._echo),
+            ]
         ]
         self._injections: list[_Injection] = []
         self._runner: web.AppRunner | None = None
@@ -197,6 +207,7 @@ class FakeWeChatPay:
         self._url = f"http://{host}:{port}"
 
     async def stop(self) -> None:
+        await self._notifier.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -248,8 +259,125 @@ class FakeWeChatPay:
     def pay(
         self, out_trade_no: str, *, openid: str = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
     ) -> dict[str, Any]:
-        """Play the user who pays an order; returns the transaction as a query would."""
+        """Play the user who pays an order: returns the transaction as a query would, and
+        sends ``TRANSACTION.SUCCESS`` to the order's ``notify_url`` (see :attr:`deliveries`)."""
         return self.state.pay(out_trade_no, openid=openid)
+
+    def sign_contract(
+        self, out_contract_code: str, *, openid: str = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+    ) -> dict[str, Any]:
+        """Play the user who accepts the password-exempt contract offered by a pre-sign.
+
+        For the after-payment modes the user must have paid the pre-signed order first
+        (:meth:`pay`). Returns the contract and sends ``ENTRUST.SIGN`` to the pre-sign's
+        ``notify_url``.
+        """
+        return self.contracts.sign(out_contract_code, openid=openid)
+
+    # -- notifications ---------------------------------------------------------------------
+
+    @property
+    def notification_time_scale(self) -> float:
+        """Multiplies the resend schedule (15 s, 15 s, 30 s, 3 min, ... 6 h): 0.001 makes a
+        day of resends last 87 s, 0.00001 under a second."""
+        return self._notifier.time_scale
+
+    @notification_time_scale.setter
+    def notification_time_scale(self, scale: float) -> None:
+        if scale < 0:
+            raise ValueError("the time scale cannot be negative")
+        self._notifier.time_scale = scale
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every notification sent, with every attempt to deliver it."""
+        return self._notifier.deliveries
+
+    async def notify(
+        self,
+        url: str,
+        *,
+        event_type: str,
+        resource: Any,
+        summary: str = "",
+        original_type: str = "transaction",
+        fault: Fault | None = None,
+        wait: bool = True,
+    ) -> Delivery:
+        """Send a notification to ``url`` as WeChat Pay does, resending until a 2xx answer.
+
+        ``fault`` spoils the first send only (``probe``, ``tamper_body``, ``wrong_key``,
+        ``wrong_serial``, ``stale_timestamp``, ``unsigned``, ``bad_ciphertext``); the resends
+        are correct, as WeChat Pay's are. With ``wait`` it returns once delivered or given up.
+        """
+        delivery = self._notifier.send(
+            url,
+            event_type=event_type,
+            resource=resource,
+            summary=summary,
+            original_type=original_type,
+            fault=fault,
+        )
+        return await delivery.wait(timeout=_DELIVERY_WAIT_LIMIT) if wait else delivery
+
+    def build_notification(
+        self,
+        *,
+        event_type: str,
+        resource: Any,
+        summary: str = "",
+        original_type: str = "transaction",
+        fault: Fault | None = None,
+    ) -> tuple[dict[str, str], bytes]:
+        """The headers and raw body of a notification, to post or verify yourself."""
+        return self._notifier.build(
+            event_type=event_type,
+            resource=resource,
+            summary=summary,
+            original_type=original_type,
+            fault=fault,
+        )
+
+    def _notify_in_background(
+        self, url: str, event_type: str, resource: Any, summary: str, original_type: str
+    ) -> None:
+        self._notifier.send(
+            url,
+            event_type=event_type,
+            resource=resource,
+            summary=summary,
+            original_type=original_type,
+            fault=None,
+        )
+
+    # -- the sensitive-field self-test -------------------------------------------------------
+
+    def _echo(self, request: RecordedRequest, _: Mapping[str, str]) -> Reply:
+        body = request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("echo_message"), str):
+            raise param_error("/echo_message", "echo_message 为必填参数")
+        answer: dict[str, Any] = {"echo_message": body["echo_message"]}
+        encrypted = body.get("encrypted_echo_message")
+        if encrypted is not None:
+            if not request.headers.get("Wechatpay-Serial"):
+                raise ApiFailure(
+                    400, "PARAM_ERROR", "HTTP header缺少微信支付平台证书序列号(Wechatpay-Serial)"
+                )
+            try:
+                plaintext = rsa_oaep_decrypt(self._wechatpay_key, encrypted)
+            except DecryptionError:
+                raise ApiFailure(400, "PARAM_ERROR", "平台私钥解密失败") from None
+            # Answered encrypted for the merchant, so the round trip tests decryption too.
+            answer["encrypted_echo_message"] = rsa_oaep_encrypt(self.merchant.public_key, plaintext)
+        if isinstance(body.get("notify_url"), str):
+            self._notify_in_background(
+                body["notify_url"],
+                "SECURITY_ECHO.SUCCESS",
+                {"echo_message": body["echo_message"]},
+                "回调测试",
+                "security_echo",
+            )
+        return Reply(200, answer)
 
     # -- handling --------------------------------------------------------------------------
 
@@ -381,35 +509,13 @@ class FakeWeChatPay:
 
     def _signed_response(self, reply: Reply, fault: Fault | None) -> web.Response:
         body = reply.encoded()
-        now = int(self.clock())
-        if fault is not None and fault.kind == "stale_timestamp":
-            now -= int(fault.seconds)
-        nonce = secrets.token_hex(16)
-        signature = rsa_sign(self._wechatpay_key, f"{now}\n{nonce}\n".encode() + body + b"\n")
-        headers = {
-            "Request-ID": f"{secrets.token_hex(16).upper()}-{0 if reply.status < 400 else 268435456}",
-            "Wechatpay-Nonce": nonce,
-            "Wechatpay-Timestamp": str(now),
-            "Wechatpay-Serial": self.public_key_id,
-            "Wechatpay-Signature": signature,
-            "Wechatpay-Signature-Type": AUTHORIZATION_SCHEME,
-        }
+        headers = self._signer.headers(body, fault, failed=reply.status >= 400)
         if body:
             headers["Content-Type"] = "application/json; charset=utf-8"
-        if fault is not None:
-            if fault.kind == "tamper_body" and body:
+        if fault is not None and fault.kind == "tamper_body":
+            if body:
                 body = body[:-1] + (b"_" if body[-1:] == b" " else b" ")
-            elif fault.kind == "tamper_body":  # nothing to tamper with: break the signed nonce
+            else:  # nothing to tamper with: break the signed nonce instead
                 headers["Wechatpay-Nonce"] = secrets.token_hex(16)
-            elif fault.kind == "wrong_serial":
-                headers["Wechatpay-Serial"] = "PUB_KEY_ID_0000000000000000000000000000"
-            elif fault.kind == "probe":
-                headers["Wechatpay-Signature"] = (
-                    "WECHATPAY/SIGNTEST/" + base64.b64encode(secrets.token_bytes(32)).decode()
-                )
-            elif fault.kind == "unsigned":
-                for name in list(headers):
-                    if name.startswith("Wechatpay-"):
-                        del headers[name]
         headers.update(reply.headers)
         return web.Response(status=reply.status, body=body, headers=headers)

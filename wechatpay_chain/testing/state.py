@@ -1,4 +1,4 @@
-"""The fake server's business state: orders, refunds and password-exempt pre-sign sessions.
+"""The fake server's payment state: orders and refunds.
 
 Answers follow the shapes of the official API pages (OAPI ``docs/v3/**.yaml``); the values
 are plausible, not real.
@@ -15,94 +15,17 @@ import attrs
 
 from .messages import ApiFailure, RecordedRequest, Reply, param_error
 
-__all__ = ["PaymentState"]
+__all__ = ["Order", "PaymentState", "digits", "require"]
 
 _CHINA = datetime.timezone(datetime.timedelta(hours=8))
 _TRADE_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "app": "APP", "h5": "MWEB"}
 
-# Required body fields of the password-exempt pre-sign endpoints, by mode and scene
-# (OAPI docs/v3/password-exempt-contract/contracts/*/pre-entrust-sign/*.yaml).
-_PRE_SIGN_REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
-    ("normal", "pay-redirect-sign"): (
-        "appid",
-        "service_id",
-        "out_contract_code",
-        "notify_url",
-        "contract_display_account",
-        "prepay_id",
-        "openid",
-    ),
-    ("normal", "mini-program"): (
-        "appid",
-        "service_id",
-        "out_contract_code",
-        "notify_url",
-        "contract_display_account",
-        "openid",
-    ),
-    ("ecommerce", "pay-redirect-sign"): (
-        "appid",
-        "service_id",
-        "out_contract_code",
-        "notify_url",
-        "contract_display_account",
-        "prepay_id",
-        "openid",
-    ),
-    ("ecommerce", "mini-program"): (
-        "appid",
-        "service_id",
-        "out_contract_code",
-        "notify_url",
-        "contract_display_account",
-        "openid",
-    ),
-    ("service-provider", "pay-redirect-sign"): (
-        "sp_appid",
-        "sub_mchid",
-        "sub_appid",
-        "service_id",
-        "out_contract_code",
-        "notify_url",
-        "contract_display_account",
-        "prepay_id",
-    ),
-    ("service-provider", "mini-program"): (
-        "sp_appid",
-        "sub_mchid",
-        "sub_appid",
-        "service_id",
-        "out_contract_code",
-        "notify_url",
-        "contract_display_account",
-    ),
-    ("qs", "pay-redirect-sign"): (
-        "appid",
-        "sub_appid",
-        "sub_mchid",
-        "service_id",
-        "out_contract_code",
-        "notify_url",
-        "contract_display_account",
-        "prepay_id",
-    ),
-    ("qs", "mini-program"): (
-        "appid",
-        "sub_appid",
-        "sub_mchid",
-        "service_id",
-        "out_contract_code",
-        "notify_url",
-        "contract_display_account",
-    ),
-}
 
-
-def _digits(count: int) -> str:
+def digits(count: int) -> str:
     return "".join(secrets.choice("0123456789") for _ in range(count))
 
 
-def _require(document: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+def require(document: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise ApiFailure(400, "PARAM_ERROR", "参数错误: 请求主体应为JSON对象", {"location": "body"})
     for name in fields:
@@ -121,17 +44,22 @@ class Order:
     success_time: str | None = None
     payer_openid: str | None = None
     refunded: int = 0
+    #: Server time of creation: a prepay_id lives 2 hours.
+    created: int = 0
 
 
 @attrs.define
 class PaymentState:
-    """Orders by ``out_trade_no``, refunds by ``out_refund_no``, pre-sign sessions by contract code."""
+    """Orders by ``out_trade_no`` and refunds by ``out_refund_no``."""
 
     mchid: str
     clock: Callable[[], float]
     orders: dict[str, Order] = attrs.field(factory=dict)
     refunds: dict[str, dict[str, Any]] = attrs.field(factory=dict)
-    pre_signs: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    #: Called to send a notification in the background: (url, event_type, resource, summary, original_type).
+    notify: Callable[[str, str, Any, str, str], None] = attrs.field(
+        default=lambda *_: None, repr=False
+    )
 
     def now(self) -> str:
         return datetime.datetime.fromtimestamp(int(self.clock()), _CHINA).isoformat()
@@ -150,14 +78,6 @@ class PaymentState:
             ("POST", "/v3/refund/domestic/refunds", self.create_refund),
             ("GET", "/v3/refund/domestic/refunds/{out_refund_no}", self.query_refund),
         ]
-        table += [
-            (
-                "POST",
-                f"/v3/password-exempt-contract/contracts/{mode}/pre-entrust-sign/{scene}",
-                self._pre_sign_handler(mode, scene),
-            )
-            for mode, scene in _PRE_SIGN_REQUIRED
-        ]
         return table
 
     # -- orders ----------------------------------------------------------------------------
@@ -169,7 +89,7 @@ class PaymentState:
         return create
 
     def create_order(self, kind: str, document: Any) -> Reply:
-        body = _require(
+        body = require(
             document, ("appid", "mchid", "description", "out_trade_no", "notify_url", "amount")
         )
         if body["mchid"] != self.mchid:
@@ -190,7 +110,12 @@ class PaymentState:
         out_trade_no = body["out_trade_no"]
         order = self.orders.get(out_trade_no)
         if order is None:
-            order = Order(request=body, trade_type=_TRADE_TYPES[kind], prepay_id="wx" + _digits(34))
+            order = Order(
+                request=body,
+                trade_type=_TRADE_TYPES[kind],
+                prepay_id="wx" + digits(34),
+                created=int(self.clock()),
+            )
             self.orders[out_trade_no] = order
         elif order.request != body or order.trade_type != _TRADE_TYPES[kind]:
             raise ApiFailure(400, "INVALID_REQUEST", "请求重入时，参数与首次请求时不一致")
@@ -246,10 +171,21 @@ class PaymentState:
         if order.trade_state != "NOTPAY":
             raise ValueError(f"order {out_trade_no!r} is {order.trade_state}, not NOTPAY")
         order.trade_state = "SUCCESS"
-        order.transaction_id = "42000" + _digits(23)
+        order.transaction_id = "42000" + digits(23)
         order.success_time = self.now()
         order.payer_openid = openid
-        return self._transaction(out_trade_no, order)
+        transaction = self._transaction(out_trade_no, order)
+        self.notify(
+            order.request["notify_url"],
+            "TRANSACTION.SUCCESS",
+            transaction,
+            "支付成功",
+            "transaction",
+        )
+        return transaction
+
+    def order_by_prepay_id(self, prepay_id: str) -> Order | None:
+        return next((order for order in self.orders.values() if order.prepay_id == prepay_id), None)
 
     def _queried_mchid(self, request: RecordedRequest) -> None:
         mchid = request.query.get("mchid")
@@ -273,7 +209,7 @@ class PaymentState:
         raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
 
     def close(self, request: RecordedRequest, path: Mapping[str, str]) -> Reply:
-        body = _require(request.json(), ("mchid",))
+        body = require(request.json(), ("mchid",))
         if body["mchid"] != self.mchid:
             raise param_error("/mchid", "mchid与请求的商户号不一致", value=body["mchid"])
         order = self.orders.get(path["out_trade_no"])
@@ -287,7 +223,7 @@ class PaymentState:
     # -- refunds ---------------------------------------------------------------------------
 
     def create_refund(self, request: RecordedRequest, _: Mapping[str, str]) -> Reply:
-        body = _require(request.json(), ("out_refund_no", "amount"))
+        body = require(request.json(), ("out_refund_no", "amount"))
         amount = body["amount"] if isinstance(body["amount"], dict) else {}
         refund, total = amount.get("refund"), amount.get("total")
         if not isinstance(refund, int) or not isinstance(total, int) or refund <= 0:
@@ -318,7 +254,7 @@ class PaymentState:
         order.refunded += refund
         order.trade_state = "REFUND"
         answer = {
-            "refund_id": "50" + _digits(27),
+            "refund_id": "50" + digits(27),
             "out_refund_no": body["out_refund_no"],
             "transaction_id": order.transaction_id,
             "out_trade_no": out_trade_no,
@@ -340,6 +276,24 @@ class PaymentState:
             },
         }
         self.refunds[body["out_refund_no"]] = {"request": body, "answer": answer}
+        if isinstance(body.get("notify_url"), str):
+            notice = {
+                "mchid": self.mchid,
+                "out_trade_no": out_trade_no,
+                "transaction_id": order.transaction_id,
+                "out_refund_no": body["out_refund_no"],
+                "refund_id": answer["refund_id"],
+                "refund_status": "SUCCESS",
+                "success_time": answer["success_time"],
+                "user_received_account": answer["user_received_account"],
+                "amount": {
+                    "total": total,
+                    "refund": refund,
+                    "payer_total": total,
+                    "payer_refund": refund,
+                },
+            }
+            self.notify(body["notify_url"], "REFUND.SUCCESS", notice, "退款成功", "refund")
         return Reply(200, answer)
 
     def query_refund(self, request: RecordedRequest, path: Mapping[str, str]) -> Reply:
@@ -347,33 +301,3 @@ class PaymentState:
         if existing is None:
             raise ApiFailure(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
         return Reply(200, existing["answer"])
-
-    # -- password-exempt contract pre-sign -------------------------------------------------
-
-    def _pre_sign_handler(
-        self, mode: str, scene: str
-    ) -> Callable[[RecordedRequest, Mapping[str, str]], Reply]:
-        def pre_sign(request: RecordedRequest, _: Mapping[str, str]) -> Reply:
-            body = _require(request.json(), _PRE_SIGN_REQUIRED[mode, scene])
-            service_id = body["service_id"]
-            if isinstance(service_id, bool) or not isinstance(service_id, int):
-                raise param_error("/service_id", "service_id 应为数字", value=service_id)
-            answer: dict[str, Any] = {"mchid": self.mchid}
-            if mode == "service-provider":
-                answer["sub_mchid"] = body["sub_mchid"]
-            answer.update(service_id=service_id, out_contract_code=body["out_contract_code"])
-            if scene == "mini-program":
-                answer.update(
-                    pre_entrustweb_id=secrets.token_urlsafe(21),
-                    sign_mp_appid="wxbd687630cd02ce1d",
-                    sign_mp_path="pages/PwdExemptContract/index",
-                )
-            self.pre_signs[body["out_contract_code"]] = {
-                "mode": mode,
-                "scene": scene,
-                "request": body,
-                "created": int(self.clock()),
-            }
-            return Reply(200, answer)
-
-        return pre_sign

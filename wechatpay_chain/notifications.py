@@ -1,0 +1,203 @@
+"""Webhooks: verify and decrypt what WeChat Pay posts to your ``notify_url``, and answer it.
+
+The one rule that makes webhooks work: verify the **raw** request body, byte for byte as it
+arrived. A framework that hands over parsed-and-re-serialised JSON breaks every signature.
+:func:`verify_and_decrypt` takes the headers and those raw bytes from any framework; the
+client's :attr:`WeChatPay.notifications` adds adapters that read them from aiohttp and
+Starlette / FastAPI requests themselves.
+
+Order (PROTOCOL.md sections 2 to 4): the four ``Wechatpay-*`` headers, the 300 s window,
+the serial, the signature (a ``WECHATPAY/SIGNTEST/`` probe fails as a probe), and only then
+AES-256-GCM decryption of ``resource``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .crypto import aes_gcm_decrypt
+from .errors import ConfigError, DecryptionError, InvalidNotificationError
+from .verifying import Verifier
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from starlette.requests import Request as StarletteRequest
+    from starlette.responses import Response as StarletteResponse
+
+__all__ = [
+    "Acknowledgement",
+    "Notification",
+    "Notifications",
+    "failure",
+    "success",
+    "verify_and_decrypt",
+]
+
+SUPPORTED_ALGORITHM = "AEAD_AES_256_GCM"
+
+
+@attrs.frozen
+class Notification:
+    """A verified, decrypted notification.
+
+    ``resource`` is the decrypted JSON (a transaction, a refund, a contract...); ``raw`` is
+    the envelope as received. Neither appears in ``repr``: they hold payer data.
+    """
+
+    id: str
+    create_time: datetime.datetime
+    event_type: str
+    resource_type: str
+    summary: str
+    original_type: str
+    resource: Any = attrs.field(repr=False)
+    raw: Mapping[str, Any] = attrs.field(repr=False)
+    request_id: str | None = None
+
+
+def _text_field(
+    document: Mapping[str, Any], name: str, where: str, *, required: bool = True
+) -> str:
+    value = document.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise InvalidNotificationError(f"{where}.{name} is missing or not a string")
+    return value
+
+
+def _parse_time(text: str) -> datetime.datetime:
+    # RFC 3339 as WeChat Pay writes it (2015-05-20T13:29:35+08:00); "Z" for Python 3.10.
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidNotificationError(
+            f"create_time {text[:40]!r} is not an RFC 3339 time"
+        ) from None
+    if moment.tzinfo is None:
+        raise InvalidNotificationError(f"create_time {text[:40]!r} has no UTC offset")
+    return moment
+
+
+def verify_and_decrypt(
+    headers: Mapping[str, str], body: bytes, *, verifier: Verifier, apiv3_key: bytes
+) -> Notification:
+    """Verify a notification's signature over the raw ``body``, then decrypt its resource.
+
+    Raises a :class:`~wechatpay_chain.errors.VerificationError` subclass when the message is
+    not proven to come from WeChat Pay, :class:`~wechatpay_chain.errors.InvalidNotificationError`
+    when it is signed but malformed, and :class:`~wechatpay_chain.errors.DecryptionError`
+    when the resource does not decrypt (a wrong APIv3 key, usually). Nothing else.
+    """
+    if not isinstance(body, bytes):
+        raise TypeError(
+            f"body must be the raw request bytes, not {type(body).__name__}: re-serialised JSON breaks the signature"
+        )
+    verifier.verify(headers, body)
+    request_id = next(
+        (value for name, value in headers.items() if name.lower() == "request-id"), None
+    )
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidNotificationError("the notification body is not JSON") from None
+    if not isinstance(envelope, dict):
+        raise InvalidNotificationError("the notification body is not a JSON object")
+    resource = envelope.get("resource")
+    if not isinstance(resource, dict):
+        raise InvalidNotificationError("resource is missing or not an object")
+    algorithm = _text_field(resource, "algorithm", "resource")
+    if algorithm != SUPPORTED_ALGORITHM:
+        raise InvalidNotificationError(
+            f"resource.algorithm {algorithm[:32]!r} is not {SUPPORTED_ALGORITHM}"
+        )
+    plaintext = aes_gcm_decrypt(
+        apiv3_key,
+        nonce=_text_field(resource, "nonce", "resource"),
+        ciphertext=_text_field(resource, "ciphertext", "resource"),
+        associated_data=_text_field(resource, "associated_data", "resource", required=False),
+    )
+    try:
+        decrypted = json.loads(plaintext)
+    except (ValueError, UnicodeDecodeError):
+        raise DecryptionError("the decrypted resource is not JSON") from None
+    return Notification(
+        id=_text_field(envelope, "id", "notification"),
+        create_time=_parse_time(_text_field(envelope, "create_time", "notification")),
+        event_type=_text_field(envelope, "event_type", "notification"),
+        resource_type=_text_field(envelope, "resource_type", "notification"),
+        summary=_text_field(envelope, "summary", "notification", required=False),
+        original_type=_text_field(resource, "original_type", "resource", required=False),
+        resource=decrypted,
+        raw=envelope,
+        request_id=request_id,
+    )
+
+
+@attrs.frozen
+class Acknowledgement:
+    """What to answer WeChat Pay: 204 with no body, or 4xx/5xx with ``{"code":"FAIL",...}``."""
+
+    status: int
+    body: bytes = b""
+
+    @property
+    def content_type(self) -> str | None:
+        return "application/json" if self.body else None
+
+    def to_aiohttp(self) -> web.Response:
+        from aiohttp import web  # noqa: PLC0415 - the server side of aiohttp only when asked
+
+        return web.Response(
+            status=self.status, body=self.body or None, content_type=self.content_type
+        )
+
+    def to_starlette(self) -> StarletteResponse:
+        from starlette.responses import Response  # noqa: PLC0415 - Starlette is optional
+
+        return Response(status_code=self.status, content=self.body, media_type=self.content_type)
+
+
+def success() -> Acknowledgement:
+    """Received: 204 and no body (WeChat Pay decides on the status alone)."""
+    return Acknowledgement(204)
+
+
+def failure(message: str = "失败", *, status: int = 500) -> Acknowledgement:
+    """Not accepted: WeChat Pay will send it again on its retry schedule."""
+    if not 400 <= status <= 599:
+        raise ValueError("a failure answer is a 4xx or 5xx status")
+    body = json.dumps(
+        {"code": "FAIL", "message": message}, ensure_ascii=False, separators=(",", ":")
+    )
+    return Acknowledgement(status, body.encode())
+
+
+class Notifications:
+    """``wxpay.notifications``: the client's keys applied to incoming notifications."""
+
+    def __init__(self, verifier: Verifier, apiv3_key: bytes | None) -> None:
+        self._verifier = verifier
+        self._apiv3_key = apiv3_key
+
+    def __repr__(self) -> str:
+        return "<wechatpay_chain.Notifications>"
+
+    async def parse(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        """Verify and decrypt; see :func:`verify_and_decrypt`."""
+        if self._apiv3_key is None:
+            raise ConfigError("apiv3_key: the client needs the APIv3 key to decrypt notifications")
+        return verify_and_decrypt(headers, body, verifier=self._verifier, apiv3_key=self._apiv3_key)
+
+    async def from_aiohttp(self, request: web.Request) -> Notification:
+        """Read the raw body of an ``aiohttp.web.Request`` and parse it."""
+        return await self.parse(request.headers, await request.read())
+
+    async def from_starlette(self, request: StarletteRequest) -> Notification:
+        """Read the raw body of a Starlette / FastAPI ``Request`` and parse it."""
+        return await self.parse(request.headers, await request.body())
