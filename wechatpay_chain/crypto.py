@@ -42,12 +42,14 @@ def apiv3_key_bytes(apiv3_key: str | bytes) -> bytes:
 
 
 def aes_gcm_decrypt(
-    apiv3_key: bytes, *, nonce: str, ciphertext: str, associated_data: str = ""
+    apiv3_key: bytes | AESGCM, *, nonce: str, ciphertext: str, associated_data: str = ""
 ) -> bytes:
-    """Decrypt a ``resource`` (or ``encrypt_certificate``) with the APIv3 key."""
+    """Decrypt a ``resource`` (or ``encrypt_certificate``) with the APIv3 key (or an
+    ``AESGCM`` made from it, which a caller that decrypts often keeps)."""
+    cipher = apiv3_key if isinstance(apiv3_key, AESGCM) else AESGCM(apiv3_key)
     try:
         sealed = base64.b64decode(ciphertext, validate=True)
-        return AESGCM(apiv3_key).decrypt(nonce.encode(), sealed, associated_data.encode())
+        return cipher.decrypt(nonce.encode(), sealed, associated_data.encode())
     except (binascii.Error, ValueError):
         raise DecryptionError("the ciphertext is not valid Base64, or the nonce is empty") from None
     except InvalidTag:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .crypto import aes_gcm_decrypt
 from .errors import ConfigError, DecryptionError, InvalidNotificationError
@@ -85,7 +86,7 @@ def _parse_time(text: str) -> datetime.datetime:
 
 
 def verify_and_decrypt(
-    headers: Mapping[str, str], body: bytes, *, verifier: Verifier, apiv3_key: bytes
+    headers: Mapping[str, str], body: bytes, *, verifier: Verifier, apiv3_key: bytes | AESGCM
 ) -> Notification:
     """Verify a notification's signature over the raw ``body``, then decrypt its resource.
 
@@ -99,9 +100,6 @@ def verify_and_decrypt(
             f"body must be the raw request bytes, not {type(body).__name__}: re-serialised JSON breaks the signature"
         )
     verifier.verify(headers, body)
-    request_id = next(
-        (value for name, value in headers.items() if name.lower() == "request-id"), None
-    )
     try:
         envelope = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -123,7 +121,7 @@ def verify_and_decrypt(
         associated_data=_text_field(resource, "associated_data", "resource", required=False),
     )
     try:
-        decrypted = json.loads(plaintext)
+        decrypted = json.loads(plaintext.decode())
     except (ValueError, UnicodeDecodeError):
         raise DecryptionError("the decrypted resource is not JSON") from None
     return Notification(
@@ -135,8 +133,17 @@ def verify_and_decrypt(
         original_type=_text_field(resource, "original_type", "resource", required=False),
         resource=decrypted,
         raw=envelope,
-        request_id=request_id,
+        request_id=_request_id(headers),
     )
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    found = headers.get("Request-ID")  # case-insensitive mappings (aiohttp, Starlette)
+    if found is None:
+        found = next(
+            (value for name, value in headers.items() if name.lower() == "request-id"), None
+        )
+    return found
 
 
 @attrs.frozen
@@ -183,16 +190,17 @@ class Notifications:
 
     def __init__(self, verifier: Verifier, apiv3_key: bytes | None) -> None:
         self._verifier = verifier
-        self._apiv3_key = apiv3_key
+        # Made once: building the cipher costs as much as a notification's decryption.
+        self._cipher = None if apiv3_key is None else AESGCM(apiv3_key)
 
     def __repr__(self) -> str:
         return "<wechatpay_chain.Notifications>"
 
     async def parse(self, headers: Mapping[str, str], body: bytes) -> Notification:
         """Verify and decrypt; see :func:`verify_and_decrypt`."""
-        if self._apiv3_key is None:
+        if self._cipher is None:
             raise ConfigError("apiv3_key: the client needs the APIv3 key to decrypt notifications")
-        return verify_and_decrypt(headers, body, verifier=self._verifier, apiv3_key=self._apiv3_key)
+        return verify_and_decrypt(headers, body, verifier=self._verifier, apiv3_key=self._cipher)
 
     async def from_aiohttp(self, request: web.Request) -> Notification:
         """Read the raw body of an ``aiohttp.web.Request`` and parse it."""

@@ -16,7 +16,7 @@ import attrs
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from .errors import (
     ConfigError,
@@ -38,6 +38,8 @@ MAX_CLOCK_SKEW = 300
 PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
 PUBLIC_KEY_ID_PREFIX = "PUB_KEY_ID_"
 
+_PKCS1 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
 _REQUIRED_HEADERS = (
     "Wechatpay-Timestamp",
     "Wechatpay-Nonce",
@@ -83,6 +85,10 @@ class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
     def __getitem__(self, serial: str) -> rsa.RSAPublicKey:
         return self._keys[_normalise_serial(serial)][1]
 
+    def get(self, serial: str, default: rsa.RSAPublicKey | None = None) -> rsa.RSAPublicKey | None:  # type: ignore[override]
+        entry = self._keys.get(_normalise_serial(serial))
+        return default if entry is None else entry[1]
+
     def __contains__(self, serial: object) -> bool:
         return isinstance(serial, str) and _normalise_serial(serial) in self._keys
 
@@ -121,7 +127,8 @@ class Verifier:
         Header names are matched case-insensitively. Raises a subclass of
         :class:`~wechatpay_chain.errors.VerificationError` naming what failed.
         """
-        headers = CIMultiDict(headers)
+        if not isinstance(headers, (CIMultiDict, CIMultiDictProxy)):
+            headers = CIMultiDict(headers)
         request_id = headers.get("Request-ID")
         missing = [name for name in _REQUIRED_HEADERS if not headers.get(name, "").strip()]
         if missing:
@@ -152,7 +159,8 @@ class Verifier:
                 request_id=request_id,
             )
         serial = headers["Wechatpay-Serial"].strip()
-        if serial not in self.public_keys:
+        key = self.public_keys.get(serial)
+        if key is None:
             held = ", ".join(self.public_keys) or "none configured"
             raise UnknownSerialError(
                 f"Wechatpay-Serial {serial[:64]!r} names no key this client holds (holds: {held})",
@@ -175,7 +183,7 @@ class Verifier:
             f"{timestamp_text}\n{headers['Wechatpay-Nonce'].strip()}\n".encode() + body + b"\n"
         )
         try:
-            self.public_keys[serial].verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+            key.verify(signature, message, _PKCS1, _SHA256)
         except InvalidSignature:
             raise SignatureMismatchError(
                 f"signature does not verify with key {serial} over the {len(body)}-byte body",

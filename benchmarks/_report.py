@@ -1,0 +1,50 @@
+"""Shared by the benchmarks: interleaved timing and the printed/JSON report."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def interleaved(
+    cases: dict[str, Callable[[], None]], *, rounds: int, per_round: int
+) -> dict[str, float]:
+    """Median seconds per call of each case, the cases taking turns round by round so that
+    a noisy neighbour slows them alike."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, case in cases.items():
+            started = time.perf_counter()
+            for _ in range(per_round):
+                case()
+            samples[name].append((time.perf_counter() - started) / per_round)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or "unknown",
+        "system": platform.system(),
+    }
+
+
+def report(name: str, rows: list[tuple[str, str]], data: dict[str, Any]) -> None:
+    width = max(len(label) for label, _ in rows)
+    print(f"\n{name}")
+    for label, value in rows:
+        print(f"  {label.ljust(width)}  {value}")
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"benchmark": name, "machine": machine(), **data}, indent=2) + "\n")
+    print(
+        f"  (written to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path})"
+    )
