@@ -92,6 +92,7 @@ class Node:
     async def request(
         self,
         method: str,
+        /,
         *,
         json: Any = None,
         data: bytes | str | None = None,
@@ -116,6 +117,7 @@ class Node:
 
     async def get(
         self,
+        /,
         *,
         params: Mapping[str, QueryValue] | None = None,
         headers: Mapping[str, str] | None = None,
@@ -137,6 +139,7 @@ class Node:
 
     async def post(
         self,
+        /,
         *,
         json: Any = None,
         data: bytes | str | None = None,
@@ -160,6 +163,7 @@ class Node:
 
     async def put(
         self,
+        /,
         *,
         json: Any = None,
         data: bytes | str | None = None,
@@ -183,6 +187,7 @@ class Node:
 
     async def patch(
         self,
+        /,
         *,
         json: Any = None,
         data: bytes | str | None = None,
@@ -206,6 +211,7 @@ class Node:
 
     async def delete(
         self,
+        /,
         *,
         json: Any = None,
         data: bytes | str | None = None,

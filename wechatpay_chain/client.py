@@ -222,13 +222,17 @@ class WeChatPay:
         if method not in _METHODS:
             raise ValueError(f"method must be one of {', '.join(sorted(_METHODS))}; got {method!r}")
         # Everything that can be wrong with the call is found before a byte is sent.
+        if segments[:1] == ("v2",):
+            raise NotImplementedError(
+                "the v2 (XML) API is not supported yet: v2/ paths are reserved for it"
+            )
         target = request_target(segments, path_values, params)
         body = _body_bytes(method, json, data)
         send_headers = CIMultiDict({"Accept": "application/json", "User-Agent": USER_AGENT})
         serial = self._public_keys.preferred_serial
         if serial is not None:
             send_headers["Wechatpay-Serial"] = serial
-        if body is not None:
+        if body:  # WeChat Pay's v3 bodies are JSON; data= may say otherwise in headers=
             send_headers["Content-Type"] = "application/json"
         if headers:
             send_headers.update(headers)

@@ -127,6 +127,10 @@ def load_private_key(source: KeySource, *, password: bytes | None = None) -> rsa
             raise ConfigError(
                 f"{what}: wrong password for the encrypted private key ({origin})"
             ) from None
+        if _PEM_LABEL.search(data):  # the armour says private key, the content is unreadable
+            raise ConfigError(
+                f"{what}: {_what_it_is(data)} whose content cannot be read: damaged or truncated ({origin})"
+            ) from None
         raise ConfigError(
             f"{what}: expected an RSA private key (PEM or DER, PKCS#1 or PKCS#8); "
             f"got {_what_it_is(data)} ({origin})"

@@ -102,7 +102,7 @@ def verify_and_decrypt(
     verifier.verify(headers, body)
     try:
         envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidNotificationError("the notification body is not JSON") from None
     if not isinstance(envelope, dict):
         raise InvalidNotificationError("the notification body is not a JSON object")
@@ -122,7 +122,7 @@ def verify_and_decrypt(
     )
     try:
         decrypted = json.loads(plaintext.decode())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise DecryptionError("the decrypted resource is not JSON") from None
     return Notification(
         id=_text_field(envelope, "id", "notification"),

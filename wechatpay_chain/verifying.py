@@ -179,9 +179,17 @@ class Verifier:
             raise SignatureMismatchError(
                 "Wechatpay-Signature is not Base64", request_id=request_id
             ) from None
-        message = (
-            f"{timestamp_text}\n{headers['Wechatpay-Nonce'].strip()}\n".encode() + body + b"\n"
-        )
+        try:
+            # surrogateescape: aiohttp hands over undecodable header bytes that way; these
+            # are the bytes that were signed (or not).
+            head = f"{timestamp_text}\n{headers['Wechatpay-Nonce'].strip()}\n".encode(
+                "utf-8", "surrogateescape"
+            )
+        except UnicodeEncodeError:
+            raise SignatureMismatchError(
+                "Wechatpay-Nonce is not text", request_id=request_id
+            ) from None
+        message = head + body + b"\n"
         try:
             key.verify(signature, message, _PKCS1, _SHA256)
         except InvalidSignature:

@@ -59,7 +59,8 @@ class Fault:
         """Close the connection without answering.
 
         aiohttp's client resends an idempotent request (GET, PUT, DELETE) once by itself
-        when a reused connection closes this way; a POST is never resent.
+        when the connection closes without an answer, so such a request needs ``times=2``
+        to fail; a POST is never resent.
         """
         return cls("drop")
 

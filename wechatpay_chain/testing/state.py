@@ -122,7 +122,7 @@ class PaymentState:
         elif order.trade_state != "NOTPAY":
             raise ApiFailure(
                 400,
-                "ORDERPAID" if order.trade_state == "SUCCESS" else "ORDER_CLOSED",
+                "ORDER_CLOSED" if order.trade_state == "CLOSED" else "ORDERPAID",
                 "订单状态不允许重新下单",
             )
         if kind == "native":
