@@ -203,9 +203,11 @@ async def test_html_error_body_still_raises_a_clean_api_error(
     wechatpay_server: FakeWeChatPay, wechatpay_client: WeChatPay
 ) -> None:
     page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
-    wechatpay_server.inject(Fault.raw(502, page))
+    # every attempt of the (retried) query meets the proxy's page
+    wechatpay_server.inject(Fault.raw(502, page), times=3)
     with pytest.raises(ApiError) as caught:
         await query(wechatpay_client, wechatpay_server)
+    assert len(wechatpay_server.requests) == 3
     error = caught.value
     assert (error.status, error.code, error.message, error.detail, error.request_id) == (
         502,
@@ -287,7 +289,9 @@ async def test_non_2xx_answers_are_not_verified(
         Fault.raw(503, b'{"code":"SERVICE_UNAVAILABLE","message":"busy"}', "application/json")
     )
     with pytest.raises(ApiError) as caught:
-        await query(wechatpay_client, wechatpay_server)
+        await wechatpay_client.v3.pay.transactions.outTradeNo._out_trade_no_.get(
+            out_trade_no="order-1", params={"mchid": wechatpay_server.merchant.mchid}, retry="never"
+        )
     assert caught.value.code == "SERVICE_UNAVAILABLE"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .retries import RetryMode
 from .uri import QueryValue, attribute_segment, split_path
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class Requester(Protocol):
         headers: Mapping[str, str] | None,
         timeout: float | ClientTimeout | None,
         path_values: Mapping[str, object],
+        retry: RetryMode = None,
     ) -> Response: ...
 
 
@@ -100,6 +102,7 @@ class Node:
         headers: Mapping[str, str] | None = None,
         timeout: float | ClientTimeout | None = None,
         path_params: Mapping[str, object] | None = None,
+        retry: RetryMode = None,
         **placeholders: object,
     ) -> Response:
         """Send ``method`` to this path; keywords other than the options fill placeholders."""
@@ -112,6 +115,7 @@ class Node:
             headers=headers,
             timeout=timeout,
             path_params=path_params,
+            retry=retry,
             placeholders=placeholders,
         )
 
@@ -123,6 +127,7 @@ class Node:
         headers: Mapping[str, str] | None = None,
         timeout: float | ClientTimeout | None = None,
         path_params: Mapping[str, object] | None = None,
+        retry: RetryMode = None,
         **placeholders: object,
     ) -> Response:
         return await _send(
@@ -134,6 +139,7 @@ class Node:
             headers=headers,
             timeout=timeout,
             path_params=path_params,
+            retry=retry,
             placeholders=placeholders,
         )
 
@@ -147,6 +153,7 @@ class Node:
         headers: Mapping[str, str] | None = None,
         timeout: float | ClientTimeout | None = None,
         path_params: Mapping[str, object] | None = None,
+        retry: RetryMode = None,
         **placeholders: object,
     ) -> Response:
         return await _send(
@@ -158,6 +165,7 @@ class Node:
             headers=headers,
             timeout=timeout,
             path_params=path_params,
+            retry=retry,
             placeholders=placeholders,
         )
 
@@ -171,6 +179,7 @@ class Node:
         headers: Mapping[str, str] | None = None,
         timeout: float | ClientTimeout | None = None,
         path_params: Mapping[str, object] | None = None,
+        retry: RetryMode = None,
         **placeholders: object,
     ) -> Response:
         return await _send(
@@ -182,6 +191,7 @@ class Node:
             headers=headers,
             timeout=timeout,
             path_params=path_params,
+            retry=retry,
             placeholders=placeholders,
         )
 
@@ -195,6 +205,7 @@ class Node:
         headers: Mapping[str, str] | None = None,
         timeout: float | ClientTimeout | None = None,
         path_params: Mapping[str, object] | None = None,
+        retry: RetryMode = None,
         **placeholders: object,
     ) -> Response:
         return await _send(
@@ -206,6 +217,7 @@ class Node:
             headers=headers,
             timeout=timeout,
             path_params=path_params,
+            retry=retry,
             placeholders=placeholders,
         )
 
@@ -219,6 +231,7 @@ class Node:
         headers: Mapping[str, str] | None = None,
         timeout: float | ClientTimeout | None = None,
         path_params: Mapping[str, object] | None = None,
+        retry: RetryMode = None,
         **placeholders: object,
     ) -> Response:
         return await _send(
@@ -230,6 +243,7 @@ class Node:
             headers=headers,
             timeout=timeout,
             path_params=path_params,
+            retry=retry,
             placeholders=placeholders,
         )
 
@@ -244,6 +258,7 @@ async def _send(
     headers: Mapping[str, str] | None,
     timeout: float | ClientTimeout | None,
     path_params: Mapping[str, object] | None,
+    retry: RetryMode,
     placeholders: dict[str, object],
 ) -> Response:
     # A function, not a method: a node's only public members are the verbs, and a private
@@ -257,4 +272,5 @@ async def _send(
         headers=headers,
         timeout=timeout,
         path_values=_merge_path_values(path_params, placeholders),
+        retry=retry,
     )

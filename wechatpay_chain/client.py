@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import logging
 import platform
+import random
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -12,7 +14,8 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
-from multidict import CIMultiDict
+import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._version import __version__
@@ -20,10 +23,11 @@ from .chain import Node, is_dunder
 from .crypto import apiv3_key_bytes, rsa_oaep_decrypt, rsa_oaep_encrypt
 from .errors import ApiError, ConfigError, ConnectError, RequestTimeoutError, TransportError
 from .keys import KeySource
-from .middleware import SigningMiddleware, VerifyingMiddleware
+from .middleware import RetryMiddleware, SigningMiddleware, VerifyingMiddleware
 from .notifications import Notifications
 from .payments import Payments
 from .response import Response
+from .retries import RetryMode, RetryPolicy, is_idempotent_method
 from .signing import Signer, new_nonce
 from .uri import QueryValue, request_target, split_path
 from .verifying import PublicKeyStore, Verifier
@@ -31,9 +35,17 @@ from .verifying import PublicKeyStore, Verifier
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "USER_AGENT", "WeChatPay"]
 
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
-#: Generous for a payment API whose slowest documented calls answer in seconds; the connect
-#: limit fails fast when a host is unreachable.
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
+#: Per attempt. Generous for a payment API whose slowest documented calls answer in
+#: seconds; the connect limit fails fast when a host is unreachable, so a retry or the
+#: backup host still fits in the retry policy's deadline.
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
+#: The backup host of each primary (PROTOCOL.md section 10), used after connection failures.
+BACKUP_HOSTS = {
+    "api.mch.weixin.qq.com": "api2.mch.weixin.qq.com",
+    "api.wechatpay.cn": "api2.wechatpay.cn",
+}
+#: Appended to the User-Agent of a request sent to the backup host, as the Java SDK does.
+FAILOVER_USER_AGENT_SUFFIX = " (Retried-V1)"
 # WeChat Pay closes idle connections after about 8 s; reusing one it already closed would
 # cost a failed attempt, so the pool drops them first.
 _KEEPALIVE_SECONDS = 5.0
@@ -42,6 +54,8 @@ USER_AGENT = (
     f"wechatpay-chain/{__version__} aiohttp/{aiohttp.__version__} "
     f"Python/{platform.python_version()} ({platform.system()})"
 )
+
+logger = logging.getLogger("wechatpay_chain")
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _MCHID = re.compile(r"[0-9]{1,32}")
@@ -95,17 +109,23 @@ class WeChatPay:
         base_url: str = DEFAULT_BASE_URL,
         timeout: float | aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
         session: aiohttp.ClientSession | None = None,
+        retry: RetryPolicy | None = RetryPolicy(),  # noqa: B008 - a frozen value
+        failover_url: str | None = "auto",
         clock: Callable[[], float] = time.time,
         nonce: Callable[[], str] = new_nonce,
     ) -> None:
         self._apiv3_key, self._base_url = _check_config(mchid, serial, apiv3_key, base_url)
+        self._failover_url = _failover(self._base_url, failover_url)
+        self._retry = retry if retry is not None else RetryPolicy(attempts=1)
+        self._rng = random.Random()  # noqa: S311 - jitter, not secrets
         self._mchid = mchid
         self._timeout = _as_timeout(timeout)
         self._clock = clock
         self._signer = Signer(mchid, serial, private_key, clock=clock, nonce=nonce)
         self._public_keys = PublicKeyStore(public_keys)
         self._verifier = Verifier(self._public_keys, clock=clock)
-        self._middlewares = (SigningMiddleware(self._signer), VerifyingMiddleware(self._verifier))
+        self._signing = SigningMiddleware(self._signer)
+        self._verifying = VerifyingMiddleware(self._verifier)
         self._notifications = Notifications(self._verifier, self._apiv3_key)
         self._payments = Payments(self._signer)
         self._session = session
@@ -139,9 +159,15 @@ class WeChatPay:
         return self._base_url
 
     @property
+    def failover_url(self) -> str | None:
+        """The backup base URL tried after a connection failure, if any."""
+        return self._failover_url
+
+    @property
     def middlewares(self) -> tuple[aiohttp.ClientMiddlewareType, ...]:
-        """Signing and verifying, for an ``aiohttp.ClientSession(middlewares=...)`` of your own."""
-        return self._middlewares
+        """Retry, signing and verifying, for an ``aiohttp.ClientSession(middlewares=...)``
+        of your own (the default retry rules; no per-attempt timeout)."""
+        return (RetryMiddleware(self._retry, rng=self._rng), self._signing, self._verifying)
 
     def __repr__(self) -> str:
         return f"<WeChatPay mchid={self._mchid!r} base_url={self._base_url!r}>"
@@ -217,6 +243,7 @@ class WeChatPay:
         headers: Mapping[str, str] | None,
         timeout: float | aiohttp.ClientTimeout | None,
         path_values: Mapping[str, object],
+        retry: RetryMode = None,
     ) -> Response:
         method = method.upper() if isinstance(method, str) else method
         if method not in _METHODS:
@@ -236,31 +263,26 @@ class WeChatPay:
             send_headers["Content-Type"] = "application/json"
         if headers:
             send_headers.update(headers)
-        call_timeout = self._timeout if timeout is None else _as_timeout(timeout)
-        session = self._get_session()
+        if retry not in (None, "idempotent", "never"):
+            raise ValueError(f"retry= takes None, 'idempotent' or 'never'; got {retry!r}")
+        attempt_timeout = self._timeout if timeout is None else _as_timeout(timeout)
+        exchange = _Exchange(method, target, body, send_headers, attempt_timeout, retry)
         try:
-            async with session.request(
+            status, answer_headers, received = await self._exchange(self._base_url, exchange)
+        except TransportError as error:
+            if self._failover_url is None or not _may_fail_over(error, method, retry):
+                raise
+            logger.warning(
+                "%s %s: %s; sending it to the backup host %s",
                 method,
-                URL(self._base_url + target, encoded=True),
-                data=body,
-                headers=send_headers,
-                timeout=call_timeout,
-                allow_redirects=False,
-                raise_for_status=False,
-                middlewares=self._middlewares,
-            ) as answer:
-                received = await answer.read()
-                status, answer_headers = answer.status, answer.headers
-        except aiohttp.ClientConnectorError as error:
-            raise ConnectError(
-                f"{method} {target}: cannot connect to {self._base_url}: {error.os_error}"
-            ) from error
-        except asyncio.TimeoutError as error:
-            raise RequestTimeoutError(
-                f"{method} {target}: no complete answer within the timeout"
-            ) from error
-        except aiohttp.ClientError as error:
-            raise TransportError(f"{method} {target}: {type(error).__name__}: {error}") from error
+                target,
+                error,
+                self._failover_url,
+            )
+            exchange.headers["User-Agent"] = (
+                exchange.headers["User-Agent"] + FAILOVER_USER_AGENT_SUFFIX
+            )
+            status, answer_headers, received = await self._exchange(self._failover_url, exchange)
         if not 200 <= status < 300:
             raise ApiError(
                 status,
@@ -271,6 +293,74 @@ class WeChatPay:
         return Response(
             status=status, headers=answer_headers, body=received, method=method, target=target
         )
+
+    async def _exchange(
+        self, base_url: str, exchange: _Exchange
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        """One call to one host, with its retries: status, headers and body, or raise."""
+        method, target, timeout = exchange.method, exchange.target, exchange.attempt_timeout
+        retry = RetryMiddleware(self._retry, exchange.retry, timeout.total, self._rng)
+        # The attempts are bounded one by one (above) and together by the policy's
+        # deadline; aiohttp's own total covers reading an error body as well.
+        outer = None if timeout.total is None else self._retry.deadline + timeout.total
+        session = self._get_session()
+        try:
+            async with session.request(
+                method,
+                URL(base_url + target, encoded=True),
+                data=exchange.body,
+                headers=exchange.headers,
+                timeout=attrs.evolve(timeout, total=outer),
+                allow_redirects=False,
+                raise_for_status=False,
+                middlewares=(retry, self._signing, self._verifying),
+            ) as answer:
+                return answer.status, answer.headers, await answer.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
+            raise ConnectError(
+                f"{method} {target}: cannot connect to {base_url}: {error}"
+            ) from error
+        except asyncio.TimeoutError as error:
+            raise RequestTimeoutError(
+                f"{method} {target}: no complete answer within the timeout"
+            ) from error
+        except aiohttp.ClientError as error:
+            raise TransportError(f"{method} {target}: {type(error).__name__}: {error}") from error
+
+
+@attrs.define
+class _Exchange:
+    """A request built once, sent to the primary host and perhaps to the backup."""
+
+    method: str
+    target: str
+    body: bytes | None
+    headers: CIMultiDict[str]
+    attempt_timeout: aiohttp.ClientTimeout
+    retry: RetryMode
+
+
+def _may_fail_over(error: TransportError, method: str, mode: RetryMode) -> bool:
+    if mode == "never":
+        return False
+    # Nothing was sent when the connection failed: any method may go to the backup host.
+    return isinstance(error, ConnectError) or is_idempotent_method(method) or mode == "idempotent"
+
+
+def _failover(base_url: str, failover_url: str | None) -> str | None:
+    if failover_url != "auto":
+        if failover_url is not None:
+            _check_config("0", "0", None, failover_url)
+            return failover_url.rstrip("/")
+        return None
+    url = URL(base_url)
+    # Only WeChat Pay's own hosts have a known backup; a proxy or a fake server has none.
+    backup = (
+        BACKUP_HOSTS.get(url.host or "")
+        if url.scheme == "https" and url.path in ("", "/")
+        else None
+    )
+    return None if backup is None else f"https://{backup}"
 
 
 def _body_bytes(method: str, json: Any, data: bytes | str | None) -> bytes | None:

@@ -1,26 +1,33 @@
-"""aiohttp client middlewares: sign every request, verify every 2xx response.
+"""aiohttp client middlewares: retry, sign every request, verify every 2xx response.
 
 They work on any ``aiohttp.ClientSession`` (aiohttp >= 3.12)::
 
-    async with aiohttp.ClientSession(middlewares=(SigningMiddleware(signer),
-                                                  VerifyingMiddleware(verifier))) as session:
+    async with aiohttp.ClientSession(middlewares=wxpay.middlewares) as session:
         ...
 
-Order matters: signing wraps verifying, so that a retry placed before signing re-signs
-each attempt and every attempt's answer is verified.
+Order matters: retry wraps signing, which wraps verifying, so that every attempt is
+signed afresh and every attempt's answer is verified.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import re
+import time
 
+import aiohttp
 import attrs
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 
+from .retries import RetryMode, RetryPolicy, retry_after_seconds, retryable_error, retryable_status
 from .signing import Signer
 from .verifying import Verifier
 
-__all__ = ["SigningMiddleware", "VerifyingMiddleware", "is_unsigned_download"]
+__all__ = ["RetryMiddleware", "SigningMiddleware", "VerifyingMiddleware", "is_unsigned_download"]
+
+logger = logging.getLogger("wechatpay_chain")
 
 # Endpoints whose 2xx answer is a file stream that WeChat Pay does not sign (PROTOCOL.md
 # section 2.5). Matched at the end of the path so that a base URL with a path prefix works.
@@ -76,3 +83,76 @@ class VerifyingMiddleware:
             response.release()
             raise
         return response
+
+
+@attrs.frozen
+class RetryMiddleware:
+    """Sends a request again when :mod:`wechatpay_chain.retries` says it is safe.
+
+    Placed before :class:`SigningMiddleware`, so that every attempt is signed afresh (new
+    timestamp and nonce) and every answer verified. ``attempt_timeout`` bounds each
+    attempt; the policy's ``deadline`` bounds them all. Logs each attempt at DEBUG on the
+    ``wechatpay_chain`` logger: method, target, status or error, Request-ID, attempt and
+    elapsed time; never a header's value.
+    """
+
+    policy: RetryPolicy = attrs.field(factory=RetryPolicy)
+    mode: RetryMode = None
+    attempt_timeout: float | None = None
+    rng: random.Random = attrs.field(factory=random.Random, repr=False, eq=False)
+
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        method, target = request.method, request.url.raw_path_qs
+        attempts = self.policy.attempts
+        first = time.monotonic()
+        for attempt in range(1, attempts + 1):
+            started = time.monotonic()
+            try:
+                if self.attempt_timeout is None:
+                    response = await handler(request)
+                else:
+                    response = await asyncio.wait_for(handler(request), self.attempt_timeout)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                _log_attempt(method, target, type(error).__name__, None, attempt, attempts, started)
+                if attempt == attempts or not retryable_error(error, method, self.mode):
+                    raise
+                wait = self.policy.delay(attempt + 1, self.rng)
+                if time.monotonic() - first + wait > self.policy.deadline:
+                    raise
+                await asyncio.sleep(wait)
+                continue
+            request_id = response.headers.get("Request-ID")
+            _log_attempt(
+                method, target, str(response.status), request_id, attempt, attempts, started
+            )
+            if attempt == attempts or not retryable_status(response.status, method, self.mode):
+                return response
+            named = retry_after_seconds(response.headers.get("Retry-After"))
+            wait = named if named is not None else self.policy.delay(attempt + 1, self.rng)
+            if time.monotonic() - first + wait > self.policy.deadline:
+                return response  # the answer stands: waiting longer would break the deadline
+            response.release()
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+
+def _log_attempt(  # noqa: PLR0917 - one log line's fields, called from two places
+    method: str,
+    target: str,
+    outcome: str,
+    request_id: str | None,
+    attempt: int,
+    attempts: int,
+    started: float,
+) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "%s %s -> %s (Request-ID %s, attempt %d/%d, %.1f ms)",
+            method,
+            target,
+            outcome,
+            request_id or "-",
+            attempt,
+            attempts,
+            (time.monotonic() - started) * 1000,
+        )
