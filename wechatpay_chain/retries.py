@@ -99,8 +99,12 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    try:
+        seconds = float(value)  # delta-seconds; a fraction is tolerated
+    except ValueError:
+        pass
+    else:
+        return seconds if 0 <= seconds < float("inf") else None  # not negative, NaN or infinite
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -20,6 +20,8 @@ FaultKind = Literal[
     "probe",
     "unsigned",
     "bad_ciphertext",
+    "reset_mid_body",
+    "truncated_body",
 ]
 
 
@@ -40,9 +42,24 @@ class Fault:
     content_type: str = ""
 
     @classmethod
-    def error(cls, status: int, code: str, message: str = "") -> Fault:
-        """Answer ``status`` with WeChat Pay's error body ``{"code", "message"}``, signed."""
-        return cls("error", status=status, code=code, message=message or code)
+    def error(
+        cls, status: int, code: str, message: str = "", *, retry_after: float | None = None
+    ) -> Fault:
+        """Answer ``status`` with WeChat Pay's error body ``{"code", "message"}``, signed;
+        with ``retry_after``, a ``Retry-After`` header of that many seconds."""
+        return cls(
+            "error", status=status, code=code, message=message or code, seconds=retry_after or 0.0
+        )
+
+    @classmethod
+    def reset_mid_body(cls) -> Fault:
+        """Send the signed headers and half the body, then reset the connection."""
+        return cls("reset_mid_body")
+
+    @classmethod
+    def truncated_body(cls) -> Fault:
+        """Announce the whole body's length, send half of it, then close the connection."""
+        return cls("truncated_body")
 
     @classmethod
     def raw(cls, status: int, body: bytes, content_type: str = "text/html") -> Fault:

@@ -58,12 +58,13 @@ class ApiFailure(Exception):
         self.code = code
         self.message = message
         self.detail = detail
+        self.headers: dict[str, str] = {}
 
     def reply(self) -> Reply:
         document: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.detail is not None:
             document["detail"] = self.detail
-        return Reply(self.status, document)
+        return Reply(self.status, document, headers=self.headers)
 
 
 def param_error(field: str, issue: str, *, location: str = "body", value: Any = None) -> ApiFailure:

@@ -108,6 +108,9 @@ class FakeWeChatPay:
     Give ``mchid``, ``serial`` and ``merchant_private_key`` (or only ``merchant_public_key``)
     to accept your own merchant's signatures; by default throwaway keys are generated.
     ``clock`` is the server's time, for its timestamps and its 5-minute skew check.
+    ``fast`` is for benchmarks only: identical answers within one second reuse one set of
+    signed headers (same nonce and Request-ID), so that the server's RSA signing is not the
+    bottleneck; the client still verifies every answer in full.
     """
 
     def __init__(
@@ -123,7 +126,11 @@ class FakeWeChatPay:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.time,
+        fast: bool = False,
     ) -> None:
+        self._fast_headers: dict[tuple[int, bytes, int], dict[str, str]] | None = (
+            {} if fast else None
+        )
         if merchant_private_key is not None:
             merchant_key: rsa.RSAPrivateKey | None = load_private_key(merchant_private_key)
         elif merchant_public_key is None:
@@ -205,6 +212,12 @@ class FakeWeChatPay:
         port = sock.getsockname()[1]
         host = f"[{self._host}]" if ":" in self._host else self._host
         self._url = f"http://{host}:{port}"
+
+    @property
+    def open_connections(self) -> int:
+        """How many client connections are open right now (a leak check for tests)."""
+        server = self._runner.server if self._runner is not None else None
+        return 0 if server is None else len(server.connections)
 
     async def stop(self) -> None:
         await self._notifier.close()
@@ -409,11 +422,31 @@ class FakeWeChatPay:
                         status=fault.status, body=fault.body, content_type=fault.content_type
                     )
                 elif fault.kind == "error":
-                    raise ApiFailure(fault.status, fault.code, fault.message)
+                    failure = ApiFailure(fault.status, fault.code, fault.message)
+                    if fault.seconds:
+                        failure.headers["Retry-After"] = f"{fault.seconds:g}"
+                    raise failure
             reply = await self._dispatch(recorded)
         except ApiFailure as failure:
             reply = failure.reply()
-        return self._signed_response(reply, fault)
+        response = self._signed_response(reply, fault)
+        if fault is not None and fault.kind in ("reset_mid_body", "truncated_body"):
+            return await self._cut_short(request, response, reset=fault.kind == "reset_mid_body")
+        return response
+
+    @staticmethod
+    async def _cut_short(
+        request: web.Request, complete: web.Response, *, reset: bool
+    ) -> web.StreamResponse:
+        body = bytes(complete.body or b"")  # type: ignore[arg-type]
+        partial = web.StreamResponse(status=complete.status, headers=complete.headers)
+        partial.content_length = len(body)
+        await partial.prepare(request)
+        await partial.write(body[: len(body) // 2])
+        if request.transport is not None:
+            # An RST (reset) or a plain FIN (truncated): the client reads a short body either way.
+            request.transport.abort() if reset else request.transport.close()
+        return partial
 
     async def _dispatch(self, recorded: RecordedRequest) -> Reply:
         raw_path = recorded.target.split("?", 1)[0]
@@ -509,7 +542,16 @@ class FakeWeChatPay:
 
     def _signed_response(self, reply: Reply, fault: Fault | None) -> web.Response:
         body = reply.encoded()
-        headers = self._signer.headers(body, fault, failed=reply.status >= 400)
+        cache = self._fast_headers
+        if cache is None or fault is not None:
+            headers = self._signer.headers(body, fault, failed=reply.status >= 400)
+        else:  # fast mode (benchmarks only): one signature per distinct answer per second
+            key = (reply.status, body, int(self.clock()))
+            if key not in cache:
+                if len(cache) >= 256:
+                    cache.clear()
+                cache[key] = self._signer.headers(body, failed=reply.status >= 400)
+            headers = dict(cache[key])
         if body:
             headers["Content-Type"] = "application/json; charset=utf-8"
         if fault is not None and fault.kind == "tamper_body":
