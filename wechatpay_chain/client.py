@@ -11,14 +11,16 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import attrs
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._version import __version__
+from .certificates import CERTIFICATES_TARGET, CertificateCache, CertificateManager
 from .chain import Node, is_dunder
 from .crypto import apiv3_key_bytes, rsa_oaep_decrypt, rsa_oaep_encrypt
 from .errors import ApiError, ConfigError, ConnectError, RequestTimeoutError, TransportError
@@ -111,6 +113,8 @@ class WeChatPay:
         session: aiohttp.ClientSession | None = None,
         retry: RetryPolicy | None = RetryPolicy(),  # noqa: B008 - a frozen value
         failover_url: str | None = "auto",
+        certificates: Literal["auto", "off"] = "auto",
+        certificate_cache: CertificateCache | None = None,
         clock: Callable[[], float] = time.time,
         nonce: Callable[[], str] = new_nonce,
     ) -> None:
@@ -124,9 +128,24 @@ class WeChatPay:
         self._signer = Signer(mchid, serial, private_key, clock=clock, nonce=nonce)
         self._public_keys = PublicKeyStore(public_keys)
         self._verifier = Verifier(self._public_keys, clock=clock)
+        if certificates not in ("auto", "off"):
+            raise ConfigError(f"certificates: expected 'auto' or 'off'; got {certificates!r}")
+        # Platform certificates are managed when the APIv3 key (which decrypts them) is known.
+        self._certificates = (
+            CertificateManager(
+                fetch=self._download_certificates,
+                store=self._public_keys,
+                cipher=AESGCM(self._apiv3_key),
+                clock=clock,
+                cache=certificate_cache,
+            )
+            if certificates == "auto" and self._apiv3_key is not None
+            else None
+        )
+        learn = None if self._certificates is None else self._certificates.learn
         self._signing = SigningMiddleware(self._signer)
-        self._verifying = VerifyingMiddleware(self._verifier)
-        self._notifications = Notifications(self._verifier, self._apiv3_key)
+        self._verifying = VerifyingMiddleware(self._verifier, learn)
+        self._notifications = Notifications(self._verifier, self._apiv3_key, learn)
         self._payments = Payments(self._signer)
         self._session = session
         self._owns_session = session is None
@@ -157,6 +176,17 @@ class WeChatPay:
     @property
     def base_url(self) -> str:
         return self._base_url
+
+    @property
+    def certificates(self) -> CertificateManager | None:
+        """The platform certificate manager (``None`` with ``certificates="off"`` or without
+        an APIv3 key)."""
+        return self._certificates
+
+    @property
+    def public_keys(self) -> PublicKeyStore:
+        """Every WeChat Pay key this client trusts, configured and downloaded."""
+        return self._public_keys
 
     @property
     def failover_url(self) -> str | None:
@@ -218,6 +248,8 @@ class WeChatPay:
     async def close(self) -> None:
         """Close the session this client opened (a session passed in is left open)."""
         self._closed = True
+        if self._certificates is not None:
+            await self._certificates.stop()
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
@@ -228,6 +260,8 @@ class WeChatPay:
         if self._session is None:
             connector = aiohttp.TCPConnector(keepalive_timeout=_KEEPALIVE_SECONDS)
             self._session = aiohttp.ClientSession(connector=connector)
+        if self._certificates is not None:
+            self._certificates.start()  # once; it refreshes in the background until close()
         return self._session
 
     # -- sending ---------------------------------------------------------------------------
@@ -255,14 +289,7 @@ class WeChatPay:
             )
         target = request_target(segments, path_values, params)
         body = _body_bytes(method, json, data)
-        send_headers = CIMultiDict({"Accept": "application/json", "User-Agent": USER_AGENT})
-        serial = self._public_keys.preferred_serial
-        if serial is not None:
-            send_headers["Wechatpay-Serial"] = serial
-        if body:  # WeChat Pay's v3 bodies are JSON; data= may say otherwise in headers=
-            send_headers["Content-Type"] = "application/json"
-        if headers:
-            send_headers.update(headers)
+        send_headers = self._request_headers(body, headers)
         if retry not in (None, "idempotent", "never"):
             raise ValueError(f"retry= takes None, 'idempotent' or 'never'; got {retry!r}")
         attempt_timeout = self._timeout if timeout is None else _as_timeout(timeout)
@@ -294,8 +321,29 @@ class WeChatPay:
             status=status, headers=answer_headers, body=received, method=method, target=target
         )
 
+    def _request_headers(
+        self, body: bytes | None, extra: Mapping[str, str] | None
+    ) -> CIMultiDict[str]:
+        headers = CIMultiDict({"Accept": "application/json", "User-Agent": USER_AGENT})
+        serial = self._public_keys.preferred_serial
+        if serial is not None:
+            headers["Wechatpay-Serial"] = serial
+        if body:  # WeChat Pay's v3 bodies are JSON; data= may say otherwise in headers=
+            headers["Content-Type"] = "application/json"
+        if extra:
+            headers.update(extra)
+        return headers
+
+    async def _download_certificates(self) -> tuple[int, Mapping[str, str], bytes]:
+        """``GET /v3/certificates``, signed, its answer left for the manager to verify
+        (at bootstrap no key is held that could)."""
+        exchange = _Exchange(
+            "GET", CERTIFICATES_TARGET, None, self._request_headers(None, None), self._timeout, None
+        )
+        return await self._exchange(self._base_url, exchange, verify=False)
+
     async def _exchange(
-        self, base_url: str, exchange: _Exchange
+        self, base_url: str, exchange: _Exchange, *, verify: bool = True
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
         """One call to one host, with its retries: status, headers and body, or raise."""
         method, target, timeout = exchange.method, exchange.target, exchange.attempt_timeout
@@ -313,7 +361,9 @@ class WeChatPay:
                 timeout=attrs.evolve(timeout, total=outer),
                 allow_redirects=False,
                 raise_for_status=False,
-                middlewares=(retry, self._signing, self._verifying),
+                middlewares=(retry, self._signing, self._verifying)
+                if verify
+                else (retry, self._signing),
             ) as answer:
                 return answer.status, answer.headers, await answer.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:

@@ -16,11 +16,13 @@ import logging
 import random
 import re
 import time
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import attrs
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 
+from .errors import UnknownSerialError
 from .retries import RetryMode, RetryPolicy, retry_after_seconds, retryable_error, retryable_status
 from .signing import Signer
 from .verifying import Verifier
@@ -69,6 +71,9 @@ class VerifyingMiddleware:
     """
 
     verifier: Verifier
+    #: Called with a serial no key is held for; ``True`` when it taught one (a certificate
+    #: download), and the answer is verified again.
+    learn: Callable[[str], Awaitable[bool]] | None = None
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         response = await handler(request)
@@ -78,7 +83,14 @@ class VerifyingMiddleware:
             return response
         try:
             body = await response.read()
-            self.verifier.verify(response.headers, body)
+            try:
+                self.verifier.verify(response.headers, body)
+            except UnknownSerialError:
+                if self.learn is None or not await self.learn(
+                    response.headers["Wechatpay-Serial"].strip()
+                ):
+                    raise
+                self.verifier.verify(response.headers, body)
         except BaseException:
             response.release()
             raise

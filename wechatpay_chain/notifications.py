@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .crypto import aes_gcm_decrypt
-from .errors import ConfigError, DecryptionError, InvalidNotificationError
+from .errors import ConfigError, DecryptionError, InvalidNotificationError, UnknownSerialError
 from .verifying import Verifier
 
 if TYPE_CHECKING:
@@ -188,8 +188,14 @@ def failure(message: str = "失败", *, status: int = 500) -> Acknowledgement:
 class Notifications:
     """``wxpay.notifications``: the client's keys applied to incoming notifications."""
 
-    def __init__(self, verifier: Verifier, apiv3_key: bytes | None) -> None:
+    def __init__(
+        self,
+        verifier: Verifier,
+        apiv3_key: bytes | None,
+        learn: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> None:
         self._verifier = verifier
+        self._learn = learn
         # Made once: building the cipher costs as much as a notification's decryption.
         self._cipher = None if apiv3_key is None else AESGCM(apiv3_key)
 
@@ -200,7 +206,20 @@ class Notifications:
         """Verify and decrypt; see :func:`verify_and_decrypt`."""
         if self._cipher is None:
             raise ConfigError("apiv3_key: the client needs the APIv3 key to decrypt notifications")
-        return verify_and_decrypt(headers, body, verifier=self._verifier, apiv3_key=self._cipher)
+        try:
+            return verify_and_decrypt(
+                headers, body, verifier=self._verifier, apiv3_key=self._cipher
+            )
+        except UnknownSerialError:
+            # A serial not held yet: a rotated platform certificate, perhaps.
+            serial = next(
+                (value for name, value in headers.items() if name.lower() == "wechatpay-serial"), ""
+            )
+            if self._learn is None or not await self._learn(serial.strip()):
+                raise
+            return verify_and_decrypt(
+                headers, body, verifier=self._verifier, apiv3_key=self._cipher
+            )
 
     async def from_aiohttp(self, request: web.Request) -> Notification:
         """Read the raw body of an ``aiohttp.web.Request`` and parse it."""

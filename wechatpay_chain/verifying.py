@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import time
 from collections.abc import Callable, Iterator, Mapping
 
 import attrs
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -27,10 +29,17 @@ from .errors import (
     UnknownSerialError,
     UnsupportedSignatureTypeError,
 )
-from .keys import KeySource, load_verification_key
+from .keys import KeySource, certificate_serial, load_verification_key
 from .signing import AUTHORIZATION_SCHEME
 
-__all__ = ["MAX_CLOCK_SKEW", "PROBE_PREFIX", "PUBLIC_KEY_ID_PREFIX", "PublicKeyStore", "Verifier"]
+__all__ = [
+    "MAX_CLOCK_SKEW",
+    "PROBE_PREFIX",
+    "PUBLIC_KEY_ID_PREFIX",
+    "PublicKeyStore",
+    "Verifier",
+    "same_serial",
+]
 
 #: Seconds between ``Wechatpay-Timestamp`` and now beyond which a message is refused.
 MAX_CLOCK_SKEW = 300
@@ -38,6 +47,7 @@ MAX_CLOCK_SKEW = 300
 PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
 PUBLIC_KEY_ID_PREFIX = "PUB_KEY_ID_"
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _PKCS1 = padding.PKCS1v15()
 _SHA256 = hashes.SHA256()
 _REQUIRED_HEADERS = (
@@ -58,53 +68,85 @@ def _normalise_serial(serial: str) -> str:
     return text
 
 
+def same_serial(one: str, other: str) -> bool:
+    """Whether two spellings name the same certificate serial or public-key ID."""
+    return bool(one.strip()) and _normalise_serial(one) == _normalise_serial(other)
+
+
+@attrs.frozen
+class _Entry:
+    serial: str  # as configured, upper-cased: what goes back in the Wechatpay-Serial header
+    key: rsa.RSAPublicKey = attrs.field(repr=False)
+    not_after: datetime.datetime | None = None  # platform certificates expire; public keys do not
+
+
 class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
     """The WeChat Pay keys a client trusts, by serial or public-key ID.
 
     Keys come from the ``public_keys`` configuration (a ``PUB_KEY_ID_...`` and/or platform
-    certificate serials); both kinds may be held at once during the migration period.
+    certificate serials) and from downloaded platform certificates; both kinds may be held
+    at once during the migration period, and several certificates during a rotation.
     """
 
     def __init__(self, keys: Mapping[str, KeySource] | None = None) -> None:
-        # normalised serial -> (serial as configured, upper-cased, key); that spelling is what
-        # goes back to WeChat Pay in the Wechatpay-Serial request header.
-        self._keys: dict[str, tuple[str, rsa.RSAPublicKey]] = {}
+        self._keys: dict[str, _Entry] = {}
         for serial, source in (keys or {}).items():
             self.add(serial, source)
 
     def add(self, serial: str, source: KeySource) -> None:
+        """Trust ``source`` (a public key or certificate) for messages naming ``serial``."""
         if not isinstance(serial, str) or not serial.strip():
             raise ConfigError(
                 "public_keys: each key needs its serial or PUB_KEY_ID_... as a non-empty str"
             )
-        self._keys[_normalise_serial(serial)] = (
-            serial.strip().upper(),
-            load_verification_key(source),
+        not_after = source.not_valid_after_utc if isinstance(source, x509.Certificate) else None
+        self._keys[_normalise_serial(serial)] = _Entry(
+            serial.strip().upper(), load_verification_key(source), not_after
         )
 
+    def add_certificate(self, certificate: x509.Certificate) -> str:
+        """Trust a platform certificate under its own serial, until it expires; returns the serial."""
+        serial = certificate_serial(certificate)
+        self.add(serial, certificate)
+        return serial
+
+    def prune(self, now: datetime.datetime) -> list[str]:
+        """Forget certificates that expired before ``now``; returns their serials."""
+        gone = [
+            name
+            for name, entry in self._keys.items()
+            if entry.not_after is not None and entry.not_after < now
+        ]
+        return [self._keys.pop(name).serial for name in gone]
+
     def __getitem__(self, serial: str) -> rsa.RSAPublicKey:
-        return self._keys[_normalise_serial(serial)][1]
+        return self._keys[_normalise_serial(serial)].key
 
     def get(self, serial: str, default: rsa.RSAPublicKey | None = None) -> rsa.RSAPublicKey | None:  # type: ignore[override]
         entry = self._keys.get(_normalise_serial(serial))
-        return default if entry is None else entry[1]
+        return default if entry is None else entry.key
 
     def __contains__(self, serial: object) -> bool:
         return isinstance(serial, str) and _normalise_serial(serial) in self._keys
 
     def __iter__(self) -> Iterator[str]:
-        return (serial for serial, _ in self._keys.values())
+        return (entry.serial for entry in self._keys.values())
 
     def __len__(self) -> int:
         return len(self._keys)
 
     @property
     def preferred_serial(self) -> str | None:
-        """The key WeChat Pay should sign with: the public-key ID when one is held."""
-        for serial in self:
-            if serial.upper().startswith(PUBLIC_KEY_ID_PREFIX):
-                return serial
-        return next(iter(self), None)
+        """The key WeChat Pay should sign with (and sensitive fields are encrypted for): the
+        public-key ID when one is held, else the newest certificate."""
+        entries = list(self._keys.values())
+        for entry in entries:
+            if entry.serial.startswith(PUBLIC_KEY_ID_PREFIX):
+                return entry.serial
+        dated = [entry for entry in entries if entry.not_after is not None]
+        if dated:
+            return max(dated, key=lambda entry: entry.not_after or _EPOCH).serial
+        return entries[0].serial if entries else None
 
     def __repr__(self) -> str:
         return f"PublicKeyStore({sorted(self)!r})"
