@@ -38,7 +38,7 @@ from .contracts import ContractState
 from .faults import Fault
 from .keypairs import generate_private_key
 from .messages import ApiFailure, RecordedRequest, Reply, param_error
-from .notify import Delivery, NotificationSender
+from .notify import ANSWER_WITHIN_SECONDS, RETRY_SCHEDULE, Delivery, NotificationSender
 from .signer import WeChatPaySigner
 from .state import PaymentState
 
@@ -46,8 +46,6 @@ __all__ = ["FakeWeChatPay", "MerchantCredentials", "RouteHandler", "generate_pri
 
 RouteHandler = Callable[[RecordedRequest, Mapping[str, str]], Reply | Awaitable[Reply]]
 
-# notify(wait=True) returns within this: a whole resend schedule at a test's time scale.
-_DELIVERY_WAIT_LIMIT = 60.0
 _AUTH_PARAMETER = re.compile(r'(\w+)="([^"]*)"')
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -331,7 +329,14 @@ class FakeWeChatPay:
             original_type=original_type,
             fault=fault,
         )
-        return await delivery.wait(timeout=_DELIVERY_WAIT_LIMIT) if wait else delivery
+        if not wait:
+            return delivery
+        # Long enough for the whole schedule at this time scale, each attempt answered late.
+        limit = (
+            sum(RETRY_SCHEDULE) * self._notifier.time_scale
+            + (len(RETRY_SCHEDULE) + 1) * ANSWER_WITHIN_SECONDS
+        )
+        return await delivery.wait(timeout=limit + 1)
 
     def build_notification(
         self,
