@@ -277,3 +277,14 @@ async def test_bad_path_strings(wechatpay_client: WeChatPay) -> None:
         wechatpay_client.chain("")
     with pytest.raises(TypeError):
         wechatpay_client[3]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("value", [".", ".."])
+async def test_dot_segments_are_refused_before_sending(
+    wechatpay_server: FakeWeChatPay, wechatpay_client: WeChatPay, value: str
+) -> None:
+    with pytest.raises(ValueError, match="would change which endpoint"):
+        await wechatpay_client.v3.pay.transactions.id._transaction_id_.get(transaction_id=value)
+    with pytest.raises(ValueError, match="would change which endpoint"):
+        await wechatpay_client.v3.pay.transactions.id[value].get()
+    assert wechatpay_server.requests == []

@@ -112,7 +112,8 @@ def decrypt_certificates(
     """The certificates of a ``/v3/certificates`` answer, decrypted and checked.
 
     Raises ``DecryptionError`` for a wrong APIv3 key and :class:`CertificateError` for a
-    certificate whose serial does not match or that is outside its validity period.
+    certificate whose serial does not match its ``serial_no``; a certificate outside its
+    validity period is left out (and logged), and none left is an error too.
     """
     try:
         document = json.loads(body)
@@ -121,7 +122,8 @@ def decrypt_certificates(
             raise TypeError
     except (ValueError, KeyError, TypeError, RecursionError):
         raise CertificateError("the /v3/certificates answer has no list under 'data'") from None
-    certificates = []
+    certificates: list[x509.Certificate] = []
+    refused: list[str] = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("encrypt_certificate"), dict):
             raise CertificateError("a /v3/certificates entry has no encrypt_certificate")
@@ -147,10 +149,19 @@ def decrypt_certificates(
                 f"certificate serial {certificate_serial(certificate)} does not match serial_no "
                 f"{str(item.get('serial_no'))[:64]!r}"
             )
-        _check_validity(certificate, now)
+        try:
+            _check_validity(certificate, now)
+        except CertificateError as error:
+            refused.append(str(error))  # not trusted; the others may still be
+            continue
         certificates.append(certificate)
     if not certificates:
-        raise CertificateError("the /v3/certificates answer holds no certificate")
+        raise CertificateError(
+            "the /v3/certificates answer holds no certificate valid now"
+            + (f": {'; '.join(refused)}" if refused else "")
+        )
+    for reason in refused:
+        logger.warning("refused a downloaded platform certificate: %s", reason)
     return certificates
 
 
@@ -181,6 +192,8 @@ class CertificateManager:
         self.mode: Literal["unknown", "certificates", "public_key_only"] = "unknown"
         #: How many downloads were made (a test's way to see single-flight at work).
         self.downloads = 0
+        #: The certificates the last successful download verified.
+        self.downloaded: list[x509.Certificate] = []
         self._last_download = float("-inf")
         self._inflight: asyncio.Task[None] | None = None
         self._background: asyncio.Task[None] | None = None
@@ -285,6 +298,7 @@ class CertificateManager:
         Verifier(anchor, clock=self._clock).verify(headers, body)
         for certificate in certificates:
             self._store.add_certificate(certificate)
+        self.downloaded = certificates
         expired = self._store.prune(now)
         self.mode = "certificates"
         logger.info(

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .cli_certificates import add_certificates_command, run_certificates
 from .demo import run_demo
 
 __all__ = ["main"]
@@ -27,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         "verified calls: the password-exempt pre-sign (three ways of writing the path), then a Native "
         "order, a query through a placeholder and a close.",
     )
+    add_certificates_command(commands)
     return parser
 
 
@@ -34,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.command == "demo":
         return asyncio.run(run_demo(_print))
+    if arguments.command == "certificates":
+        return run_certificates(arguments, _print)
     return 2  # pragma: no cover - argparse rejects unknown commands first
 
 

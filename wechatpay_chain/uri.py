@@ -106,7 +106,11 @@ def expand(segments: Sequence[str], values: Mapping[str, object]) -> str:
             parts.append(value if match.group(1) else quote(value, safe=""))
             position = match.end()
         parts.append(quote(segment[position:], safe=SEGMENT_SAFE))
-        encoded.append("".join(parts))
+        text = "".join(parts)
+        if text in (".", ".."):
+            # A server or proxy would normalise it away and reach another endpoint.
+            raise ValueError(f"{text!r} as a path segment would change which endpoint is called")
+        encoded.append(text)
     return "/" + "/".join(encoded)
 
 

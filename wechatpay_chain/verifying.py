@@ -143,9 +143,15 @@ class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
         for entry in entries:
             if entry.serial.startswith(PUBLIC_KEY_ID_PREFIX):
                 return entry.serial
-        dated = [entry for entry in entries if entry.not_after is not None]
+        dated = [
+            (entry.not_after or _EPOCH, order, entry)
+            for order, entry in enumerate(entries)
+            if entry.not_after
+        ]
         if dated:
-            return max(dated, key=lambda entry: entry.not_after or _EPOCH).serial
+            return max(dated, key=lambda item: item[:2])[
+                2
+            ].serial  # ties go to the one learned last
         return entries[0].serial if entries else None
 
     def __repr__(self) -> str:

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from multidict import CIMultiDictProxy, MultiDictProxy
 
+from ..certificates import CERTIFICATES_TARGET
 from ..client import WeChatPay
 from ..crypto import apiv3_key_bytes, rsa_oaep_decrypt, rsa_oaep_encrypt
 from ..errors import ConfigError, DecryptionError
@@ -39,7 +40,7 @@ from .faults import Fault
 from .keypairs import generate_private_key
 from .messages import ApiFailure, RecordedRequest, Reply, param_error
 from .notify import ANSWER_WITHIN_SECONDS, RETRY_SCHEDULE, Delivery, NotificationSender
-from .signer import WeChatPaySigner
+from .platform import KeyMode, WeChatPayKeys
 from .state import PaymentState
 
 __all__ = ["FakeWeChatPay", "MerchantCredentials", "RouteHandler", "generate_private_key"]
@@ -106,6 +107,9 @@ class FakeWeChatPay:
     Give ``mchid``, ``serial`` and ``merchant_private_key`` (or only ``merchant_public_key``)
     to accept your own merchant's signatures; by default throwaway keys are generated.
     ``clock`` is the server's time, for its timestamps and its 5-minute skew check.
+    ``mode`` is how WeChat Pay verifies for this merchant: ``"public_key"`` (new merchants;
+    ``/v3/certificates`` answers 404), ``"certificates"`` (platform certificates, rotated by
+    :meth:`rotate_certificate`) or ``"both"`` (the migration).
     ``fast`` is for benchmarks only: identical answers within one second reuse one set of
     signed headers (same nonce and Request-ID), so that the server's RSA signing is not the
     bottleneck; the client still verifies every answer in full.
@@ -124,9 +128,10 @@ class FakeWeChatPay:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.time,
+        mode: KeyMode = "public_key",
         fast: bool = False,
     ) -> None:
-        self._fast_headers: dict[tuple[int, bytes, int], dict[str, str]] | None = (
+        self._fast_headers: dict[tuple[int, bytes, int, str], dict[str, str]] | None = (
             {} if fast else None
         )
         if merchant_private_key is not None:
@@ -159,8 +164,9 @@ class FakeWeChatPay:
         self.apiv3_key = apiv3_key or secrets.token_urlsafe(24)[:32]
         self.clock = clock
         self.requests: list[RecordedRequest] = []
-        self._signer = WeChatPaySigner(self._wechatpay_key, self.public_key_id, clock)
-        self._notifier = NotificationSender(self._signer, apiv3_key_bytes(self.apiv3_key))
+        #: WeChat Pay's keys: the public key, platform certificates, or both (``mode``).
+        self.keys = WeChatPayKeys(mode, self._wechatpay_key, self.public_key_id, clock)
+        self._notifier = NotificationSender(self.keys.signer(), apiv3_key_bytes(self.apiv3_key))
         self.state = PaymentState(mchid=mchid, clock=clock, notify=self._notify_in_background)
         self.contracts = ContractState(self.state)
         self._host = host
@@ -172,6 +178,7 @@ class FakeWeChatPay:
                 *self.state.routes(),
                 *self.contracts.routes(),
                 ("POST", "/v3/security/echo", self._echo),
+                ("GET", CERTIFICATES_TARGET, self._certificates),
             ]
         ]
         self._injections: list[_Injection] = []
@@ -242,7 +249,10 @@ class FakeWeChatPay:
             "mchid": self.merchant.mchid,
             "serial": self.merchant.serial,
             "private_key": self._merchant_key,
-            "public_keys": {self.public_key_id: self._wechatpay_key.public_key()},
+            # In certificate mode the client starts with no key and downloads the certificates.
+            "public_keys": {}
+            if self.keys.mode == "certificates"
+            else {self.public_key_id: self._wechatpay_key.public_key()},
             "base_url": self.url,
             "apiv3_key": self.apiv3_key,
             "clock": self.clock,
@@ -368,6 +378,26 @@ class FakeWeChatPay:
             fault=None,
         )
 
+    # -- platform certificates ----------------------------------------------------------------
+
+    def rotate_certificate(self) -> str:
+        """Issue a new platform certificate (new key); answers are signed with it from now on,
+        unless a request names an older one. Returns its serial."""
+        if self.keys.mode == "public_key":
+            raise ValueError("a public-key-mode server has no platform certificates to rotate")
+        platform = self.keys.add_certificate()
+        self._notifier.signer = self.keys.signer()
+        return platform.serial
+
+    def _certificates(self, request: RecordedRequest, _: Mapping[str, str]) -> Reply:
+        if self.keys.mode == "public_key":
+            raise ApiFailure(
+                404,
+                "RESOURCE_NOT_EXISTS",
+                "无可用的平台证书，请在商户平台-API安全申请使用微信支付公钥。",
+            )
+        return Reply(200, self.keys.download(apiv3_key_bytes(self.apiv3_key)))
+
     # -- the sensitive-field self-test -------------------------------------------------------
 
     def _echo(self, request: RecordedRequest, _: Mapping[str, str]) -> Reply:
@@ -382,7 +412,9 @@ class FakeWeChatPay:
                     400, "PARAM_ERROR", "HTTP header缺少微信支付平台证书序列号(Wechatpay-Serial)"
                 )
             try:
-                plaintext = rsa_oaep_decrypt(self._wechatpay_key, encrypted)
+                # With the key the request's Wechatpay-Serial names, as WeChat Pay does.
+                key = self.keys.signer(request.headers.get("Wechatpay-Serial")).key
+                plaintext = rsa_oaep_decrypt(key, encrypted)
             except DecryptionError:
                 raise ApiFailure(400, "PARAM_ERROR", "平台私钥解密失败") from None
             # Answered encrypted for the merchant, so the round trip tests decryption too.
@@ -434,7 +466,7 @@ class FakeWeChatPay:
             reply = await self._dispatch(recorded)
         except ApiFailure as failure:
             reply = failure.reply()
-        response = self._signed_response(reply, fault)
+        response = self._signed_response(reply, fault, request.headers.get("Wechatpay-Serial"))
         if fault is not None and fault.kind in ("reset_mid_body", "truncated_body"):
             return await self._cut_short(request, response, reset=fault.kind == "reset_mid_body")
         return response
@@ -520,7 +552,7 @@ class FakeWeChatPay:
                 recorded, timestamp, parameters["nonce_str"], len(message)
             ) from None
         serial = headers.get("Wechatpay-Serial")
-        if serial is not None and serial.upper() != self.public_key_id.upper():
+        if serial is not None and not self.keys.knows(serial):
             raise ApiFailure(
                 400, "PARAM_ERROR", "Wechatpay-Serial 对应的微信支付公钥或平台证书不存在"
             )
@@ -545,17 +577,20 @@ class FakeWeChatPay:
         }
         return ApiFailure(401, "SIGN_ERROR", "错误的签名，验签失败", detail)
 
-    def _signed_response(self, reply: Reply, fault: Fault | None) -> web.Response:
+    def _signed_response(
+        self, reply: Reply, fault: Fault | None, requested: str | None
+    ) -> web.Response:
         body = reply.encoded()
+        signer = self.keys.signer(requested)
         cache = self._fast_headers
         if cache is None or fault is not None:
-            headers = self._signer.headers(body, fault, failed=reply.status >= 400)
+            headers = signer.headers(body, fault, failed=reply.status >= 400)
         else:  # fast mode (benchmarks only): one signature per distinct answer per second
-            key = (reply.status, body, int(self.clock()))
+            key = (reply.status, body, int(self.clock()), signer.public_key_id)
             if key not in cache:
                 if len(cache) >= 256:
                     cache.clear()
-                cache[key] = self._signer.headers(body, failed=reply.status >= 400)
+                cache[key] = signer.headers(body, failed=reply.status >= 400)
             headers = dict(cache[key])
         if body:
             headers["Content-Type"] = "application/json; charset=utf-8"
