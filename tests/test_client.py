@@ -514,3 +514,16 @@ async def test_session_opens_lazily_and_closes(wechatpay_server: FakeWeChatPay) 
     finally:
         await wxpay.close()
     assert len(wechatpay_server.requests) == 1
+
+
+async def test_signing_in_a_worker_thread_signs_the_same_way(
+    wechatpay_server: FakeWeChatPay,
+) -> None:
+    async with wechatpay_server.client(sign_in_thread=True) as wxpay:
+        responses = await asyncio.gather(
+            *(
+                wxpay.v3.pay.transactions.native.post(json=native_order(wechatpay_server, f"t-{n}"))
+                for n in range(20)
+            )
+        )
+    assert [response.status for response in responses] == [200] * 20  # the server verified each

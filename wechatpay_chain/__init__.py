@@ -14,6 +14,7 @@ from .errors import (
     ConfigError,
     ConnectError,
     DecryptionError,
+    HashMismatchError,
     InvalidNotificationError,
     MissingSignatureHeaderError,
     ProbeSignatureError,
@@ -23,9 +24,11 @@ from .errors import (
     TransportError,
     UnknownSerialError,
     UnsupportedSignatureTypeError,
+    UntrustedHostError,
     VerificationError,
     WeChatPayError,
 )
+from .files import BillParser, BillStream, Download, ParsedBill, parse_bill
 from .middleware import SigningMiddleware, VerifyingMiddleware
 from .notifications import Acknowledgement, Notification
 from .response import Response
@@ -35,13 +38,18 @@ from .verifying import PublicKeyStore, Verifier
 __all__ = [
     "Acknowledgement",
     "ApiError",
+    "BillParser",
+    "BillStream",
     "ConfigError",
     "ConnectError",
     "DecryptionError",
+    "Download",
+    "HashMismatchError",
     "InvalidNotificationError",
     "MissingSignatureHeaderError",
     "Node",
     "Notification",
+    "ParsedBill",
     "ProbeSignatureError",
     "PublicKeyStore",
     "RequestTimeoutError",
@@ -53,10 +61,12 @@ __all__ = [
     "TransportError",
     "UnknownSerialError",
     "UnsupportedSignatureTypeError",
+    "UntrustedHostError",
     "VerificationError",
     "Verifier",
     "VerifyingMiddleware",
     "WeChatPay",
     "WeChatPayError",
     "__version__",
+    "parse_bill",
 ]

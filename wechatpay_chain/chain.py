@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .files import ProgressCallback, Upload, UploadSource
 from .retries import RetryMode
 from .uri import QueryValue, attribute_segment, split_path
 
@@ -37,6 +38,7 @@ class Requester(Protocol):
         timeout: float | ClientTimeout | None,
         path_values: Mapping[str, object],
         retry: RetryMode = None,
+        upload: Upload | None = None,
     ) -> Response: ...
 
 
@@ -154,8 +156,18 @@ class Node:
         timeout: float | ClientTimeout | None = None,
         path_params: Mapping[str, object] | None = None,
         retry: RetryMode = None,
+        file: UploadSource | None = None,
+        filename: str | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
         **placeholders: object,
     ) -> Response:
+        """``file=`` (bytes, a path, a binary file or an async iterator of bytes) makes this
+        the signed multipart media upload; see :mod:`wechatpay_chain.files`."""
+        upload = Upload.of(
+            file, filename=filename, content_type=content_type, meta=meta, on_progress=on_progress
+        )
         return await _send(
             self,
             "POST",
@@ -167,6 +179,7 @@ class Node:
             path_params=path_params,
             retry=retry,
             placeholders=placeholders,
+            upload=upload,
         )
 
     async def put(
@@ -260,6 +273,7 @@ async def _send(
     path_params: Mapping[str, object] | None,
     retry: RetryMode,
     placeholders: dict[str, object],
+    upload: Upload | None = None,
 ) -> Response:
     # A function, not a method: a node's only public members are the verbs, and a private
     # method would still shadow a path segment of the same name.
@@ -273,4 +287,5 @@ async def _send(
         timeout=timeout,
         path_values=_merge_path_values(path_params, placeholders),
         retry=retry,
+        upload=upload,
     )

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .cli_certificates import add_certificates_command, run_certificates
+from .cli_files import add_bill_command, run_bill
 from .demo import run_demo
 
 __all__ = ["main"]
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         "order, a query through a placeholder and a close.",
     )
     add_certificates_command(commands)
+    add_bill_command(commands)
     return parser
 
 
@@ -38,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_demo(_print))
     if arguments.command == "certificates":
         return run_certificates(arguments, _print)
+    if arguments.command == "bill":
+        return run_bill(arguments, _print)
     return 2  # pragma: no cover - argparse rejects unknown commands first
 
 

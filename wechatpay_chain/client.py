@@ -24,6 +24,15 @@ from .certificates import CERTIFICATES_TARGET, CertificateCache, CertificateMana
 from .chain import Node, is_dunder
 from .crypto import apiv3_key_bytes, rsa_oaep_decrypt, rsa_oaep_encrypt
 from .errors import ApiError, ConfigError, ConnectError, RequestTimeoutError, TransportError
+from .files import (
+    Bills,
+    Download,
+    Opening,
+    ProgressCallback,
+    Upload,
+    UploadPayload,
+    open_download,
+)
 from .keys import KeySource
 from .middleware import RetryMiddleware, SigningMiddleware, VerifyingMiddleware
 from .notifications import Notifications
@@ -115,6 +124,7 @@ class WeChatPay:
         failover_url: str | None = "auto",
         certificates: Literal["auto", "off"] = "auto",
         certificate_cache: CertificateCache | None = None,
+        sign_in_thread: bool = False,
         clock: Callable[[], float] = time.time,
         nonce: Callable[[], str] = new_nonce,
     ) -> None:
@@ -143,7 +153,7 @@ class WeChatPay:
             else None
         )
         learn = None if self._certificates is None else self._certificates.learn
-        self._signing = SigningMiddleware(self._signer)
+        self._signing = SigningMiddleware(self._signer, in_thread=sign_in_thread)
         self._verifying = VerifyingMiddleware(self._verifier, learn)
         self._notifications = Notifications(self._verifier, self._apiv3_key, learn)
         self._payments = Payments(self._signer)
@@ -214,6 +224,27 @@ class WeChatPay:
         """Signed parameters for JSAPI, mini-program and app payments."""
         return self._payments
 
+    @property
+    def bills(self) -> Bills:
+        """Trade and fund-flow bills, applied for, downloaded, gunzipped and SHA-1-verified
+        as they stream: ``await wxpay.bills.trade("2026-05-01")``."""
+        return Bills(self)
+
+    def download(
+        self,
+        url_or_target: str,
+        *,
+        on_progress: ProgressCallback | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+    ) -> Opening[Download]:
+        """A signed ``GET`` of a file (a ``download_url``, or a target such as
+        ``/v3/merchant-service/images/{media_id}``), streamed: ``await`` it for a
+        :class:`~wechatpay_chain.files.Download`, or ``async with`` it. A URL outside this
+        client's WeChat Pay hosts raises ``UntrustedHostError`` before anything is sent."""
+        return Opening(
+            lambda: open_download(self, url_or_target, on_progress=on_progress, timeout=timeout)
+        )
+
     def encrypt(self, text: str) -> str:
         """Encrypt a sensitive request field for WeChat Pay (RSA-OAEP, Base64).
 
@@ -278,6 +309,7 @@ class WeChatPay:
         timeout: float | aiohttp.ClientTimeout | None,
         path_values: Mapping[str, object],
         retry: RetryMode = None,
+        upload: Upload | None = None,
     ) -> Response:
         method = method.upper() if isinstance(method, str) else method
         if method not in _METHODS:
@@ -293,7 +325,9 @@ class WeChatPay:
         if retry not in (None, "idempotent", "never"):
             raise ValueError(f"retry= takes None, 'idempotent' or 'never'; got {retry!r}")
         attempt_timeout = self._timeout if timeout is None else _as_timeout(timeout)
-        exchange = _Exchange(method, target, body, send_headers, attempt_timeout, retry)
+        # An upload's multipart body, built once: the file hashed (spooled if read-once).
+        sent = body if upload is None else await upload.payload(json=json, data=data)
+        exchange = _Exchange(method, target, sent, send_headers, attempt_timeout, retry)
         try:
             status, answer_headers, received = await self._exchange(self._base_url, exchange)
         except TransportError as error:
@@ -384,7 +418,7 @@ class _Exchange:
 
     method: str
     target: str
-    body: bytes | None
+    body: bytes | UploadPayload | None
     headers: CIMultiDict[str]
     attempt_timeout: aiohttp.ClientTimeout
     retry: RetryMode

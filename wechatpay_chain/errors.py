@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "DecryptionError",
+    "HashMismatchError",
     "InvalidNotificationError",
     "MissingSignatureHeaderError",
     "ProbeSignatureError",
@@ -26,6 +27,7 @@ __all__ = [
     "TransportError",
     "UnknownSerialError",
     "UnsupportedSignatureTypeError",
+    "UntrustedHostError",
     "VerificationError",
     "WeChatPayError",
 ]
@@ -135,6 +137,16 @@ class SignatureMismatchError(VerificationError):
 
 class ProbeSignatureError(SignatureMismatchError):
     """WeChat Pay's deliberate probe (``WECHATPAY/SIGNTEST/...``): rejected like any bad signature."""
+
+
+class HashMismatchError(VerificationError):
+    """A downloaded bill is not the file WeChat Pay described: its SHA-1 differs from the
+    announced ``hash_value``, or its gzip stream is broken. Nothing of it is kept."""
+
+
+class UntrustedHostError(WeChatPayError, ValueError):
+    """A download URL points outside the configured WeChat Pay hosts, where the request's
+    ``Authorization`` header must never go."""
 
 
 class DecryptionError(WeChatPayError):

@@ -49,15 +49,32 @@ def is_unsigned_download(method: str, path: str) -> bool:
 
 @attrs.frozen
 class SigningMiddleware:
-    """Adds ``Authorization`` over the request target and body exactly as they are sent."""
+    """Adds ``Authorization`` over the request target and body exactly as they are sent.
+
+    ``in_thread`` signs in a worker thread (cryptography releases the GIL while it signs):
+    the event loop stays free for other tasks, at some extra CPU per request and lower
+    throughput on a small machine. Inline is the default; ``docs/performance.md`` has the
+    numbers.
+    """
 
     signer: Signer
+    in_thread: bool = False
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        body = b"" if isinstance(request.body, bytes) else await request.body.as_bytes()
-        request.headers["Authorization"] = self.signer.authorization(
-            request.method, request.url.raw_path_qs, body
-        )
+        # A media upload signs its meta JSON, not the multipart body (PROTOCOL.md section 7).
+        signed = getattr(request.body, "signed_body", None)
+        if isinstance(signed, bytes):
+            body = signed
+        else:
+            body = b"" if isinstance(request.body, bytes) else await request.body.as_bytes()
+        target = request.url.raw_path_qs
+        if self.in_thread:
+            authorization = await asyncio.to_thread(
+                self.signer.authorization, request.method, target, body
+            )
+        else:
+            authorization = self.signer.authorization(request.method, target, body)
+        request.headers["Authorization"] = authorization
         return await handler(request)
 
 

@@ -6,6 +6,7 @@ string is both signed and sent (PROTOCOL.md section 1.2).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import quote
@@ -29,6 +30,8 @@ _PLACEHOLDER = re.compile(r"\{(\+?)([^{}/]+)\}")
 _CAPITAL = re.compile(r"[A-Z]")
 
 
+# Attribute names come from source code, a small set: memoised, and bounded all the same.
+@functools.lru_cache(maxsize=1024)
 def attribute_segment(name: str) -> str:
     """The path segment an attribute name stands for (DESIGN.md, the chain table).
 

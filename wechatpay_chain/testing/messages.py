@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from multidict import CIMultiDictProxy, MultiDictProxy
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["ApiFailure", "RecordedRequest", "Reply", "dump_json"]
 
@@ -42,6 +45,11 @@ class Reply:
     json: Any = None
     body: bytes | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict)
+    #: A file download: writes the answer itself to the aiohttp request, streamed and
+    #: unsigned, as WeChat Pay sends files (``status``, ``json`` and ``body`` are unused).
+    stream: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = attrs.field(
+        default=None, repr=False
+    )
 
     def encoded(self) -> bytes:
         if self.body is not None:

@@ -37,6 +37,7 @@ from ..uri import SEGMENT_SAFE
 from ..verifying import MAX_CLOCK_SKEW
 from .contracts import ContractState
 from .faults import Fault
+from .files import BillState, MediaState, signed_body
 from .keypairs import generate_private_key
 from .messages import ApiFailure, RecordedRequest, Reply, param_error
 from .notify import ANSWER_WITHIN_SECONDS, RETRY_SCHEDULE, Delivery, NotificationSender
@@ -169,6 +170,10 @@ class FakeWeChatPay:
         self._notifier = NotificationSender(self.keys.signer(), apiv3_key_bytes(self.apiv3_key))
         self.state = PaymentState(mchid=mchid, clock=clock, notify=self._notify_in_background)
         self.contracts = ContractState(self.state)
+        #: Media uploads received (:class:`~wechatpay_chain.testing.files.MediaState`).
+        self.media = MediaState()
+        #: Bills: their size, download tokens, corruption (``testing.files.BillState``).
+        self.bills = BillState(mchid=mchid, clock=clock, url=lambda: self.url)
         self._host = host
         self._port = port
         self._routes: list[_Route] = []
@@ -177,6 +182,8 @@ class FakeWeChatPay:
             for method, template, handler in [
                 *self.state.routes(),
                 *self.contracts.routes(),
+                *self.media.routes(),
+                *self.bills.routes(),
                 ("POST", "/v3/security/echo", self._echo),
                 ("GET", CERTIFICATES_TARGET, self._certificates),
             ]
@@ -466,6 +473,8 @@ class FakeWeChatPay:
             reply = await self._dispatch(recorded)
         except ApiFailure as failure:
             reply = failure.reply()
+        if reply.stream is not None:  # a file: streamed and unsigned, as WeChat Pay sends them
+            return await reply.stream(request)
         response = self._signed_response(reply, fault, request.headers.get("Wechatpay-Serial"))
         if fault is not None and fault.kind in ("reset_mid_body", "truncated_body"):
             return await self._cut_short(request, response, reset=fault.kind == "reset_mid_body")
@@ -541,8 +550,13 @@ class FakeWeChatPay:
             raise ApiFailure(
                 401, "SIGN_ERROR", "Http头Authorization中的timestamp与发起请求的时间不得超过5分钟"
             )
+        # An upload is signed over its meta part, any other request over its body.
         message = request_message(
-            recorded.method, recorded.target, int(timestamp), parameters["nonce_str"], recorded.body
+            recorded.method,
+            recorded.target,
+            int(timestamp),
+            parameters["nonce_str"],
+            signed_body(recorded),
         )
         try:
             signature = base64.b64decode(parameters["signature"], validate=True)

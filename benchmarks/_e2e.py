@@ -1,0 +1,314 @@
+"""End to end: signed and verified requests against the fake server in another process.
+
+The library is measured next to a minimal hand-written client (:class:`Baseline`), next to
+aiohttp with no per-request cryptography (:class:`Floor`), and with variants of its signing
+middleware that sign in a worker thread, adaptively (:class:`ExecutorSigning`) or inline one
+signature per turn of the loop (:class:`PacedSigning`): all in the same run, taking turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+import statistics
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any
+
+import aiohttp
+import attrs
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from yarl import URL
+
+from wechatpay_chain import SigningMiddleware, WeChatPay
+from wechatpay_chain.signing import Signer
+
+MCHID = "1900000109"
+#: An open order, queried: a 200 answer with a JSON body to verify.
+QUERIED = "BENCH0000000000000000000000001"
+#: An order closed again and again: a signed JSON request body, a 204 answer.
+CLOSED = "BENCH0000000000000000000000002"
+TICK = 0.001
+MAX_TICKS = 120_000
+RUN_TIMEOUT = 60.0
+
+Call = Callable[[int], Awaitable[None]]
+
+
+# -- the baseline: no library code ------------------------------------------------------------
+
+_PKCS1, _SHA256 = padding.PKCS1v15(), hashes.SHA256()
+_ANSWER_HEADERS = (
+    "Wechatpay-Timestamp",
+    "Wechatpay-Nonce",
+    "Wechatpay-Signature",
+    "Wechatpay-Serial",
+)
+
+
+@attrs.define
+class Baseline:
+    """What a careful developer writes by hand: sign inline, send, verify inline."""
+
+    base_url: str
+    mchid: str
+    serial: str
+    key: rsa.RSAPrivateKey
+    public_key_id: str
+    public_key: rsa.RSAPublicKey
+    session: aiohttp.ClientSession
+
+    def sign(self, method: str, target: str, body: bytes) -> dict[str, str]:
+        timestamp, nonce = int(time.time()), secrets.token_hex(16)
+        message = f"{method}\n{target}\n{timestamp}\n{nonce}\n".encode() + body + b"\n"
+        signature = base64.b64encode(self.key.sign(message, _PKCS1, _SHA256)).decode()
+        headers = {
+            "Authorization": f'WECHATPAY2-SHA256-RSA2048 mchid="{self.mchid}",'
+            f'nonce_str="{nonce}",timestamp="{timestamp}",serial_no="{self.serial}",'
+            f'signature="{signature}"',
+            "Accept": "application/json",
+            "User-Agent": "hand-written-baseline/1.0",
+        }
+        if body:
+            headers["Content-Type"] = "application/json"
+        return headers
+
+    async def request(self, method: str, target: str, document: Any = None) -> bytes:
+        body = b"" if document is None else json.dumps(document, separators=(",", ":")).encode()
+        headers = self.sign(method, target, body)
+        url = URL(self.base_url + target, encoded=True)
+        async with self.session.request(
+            method, url, data=body if body else None, headers=headers
+        ) as response:
+            received = await response.read()
+        answer = response.headers
+        if not 200 <= response.status < 300:
+            raise RuntimeError(f"{method} {target}: HTTP {response.status}: {received[:200]!r}")
+        if not all(answer.get(name) for name in _ANSWER_HEADERS):
+            raise RuntimeError("unsigned answer")
+        if answer["Wechatpay-Serial"] != self.public_key_id:
+            raise RuntimeError("unknown Wechatpay-Serial")
+        if abs(int(answer["Wechatpay-Timestamp"]) - time.time()) > 300:
+            raise RuntimeError("Wechatpay-Timestamp outside the 5-minute window")
+        signed = f"{answer['Wechatpay-Timestamp']}\n{answer['Wechatpay-Nonce']}\n".encode()
+        signature_bytes = base64.b64decode(answer["Wechatpay-Signature"])
+        self.public_key.verify(signature_bytes, signed + received + b"\n", _PKCS1, _SHA256)
+        return received
+
+
+@attrs.define
+class Floor:
+    """No cryptography per request: each request's headers signed once beforehand (the
+    server accepts them for five minutes), answers not verified. What aiohttp and the loop
+    cost on their own."""
+
+    baseline: Baseline
+    signed: dict[tuple[str, str], dict[str, str]] = attrs.field(factory=dict)
+
+    async def request(self, method: str, target: str, document: Any = None) -> bytes:
+        body = b"" if document is None else json.dumps(document, separators=(",", ":")).encode()
+        headers = self.signed.get((method, target))
+        if headers is None:
+            headers = self.signed[method, target] = self.baseline.sign(method, target, body)
+        url = URL(self.baseline.base_url + target, encoded=True)
+        async with self.baseline.session.request(
+            method, url, data=body if body else None, headers=headers
+        ) as response:
+            received = await response.read()
+        if not 200 <= response.status < 300:
+            raise RuntimeError(f"{method} {target}: HTTP {response.status}: {received[:200]!r}")
+        return received
+
+
+def baseline_call(client: Baseline | Floor) -> Call:
+    query = f"/v3/pay/transactions/out-trade-no/{QUERIED}?mchid={MCHID}"
+    close = f"/v3/pay/transactions/out-trade-no/{CLOSED}/close"
+
+    async def call(index: int) -> None:
+        if index % 2:
+            await client.request("GET", query)
+        else:
+            await client.request("POST", close, {"mchid": MCHID})
+
+    return call
+
+
+# -- the library, and variants of its signing middleware -------------------------------------
+
+
+@attrs.define(eq=False)
+class ExecutorSigning:
+    """A variant of :class:`~wechatpay_chain.SigningMiddleware` (benchmark only): the RSA
+    signature is computed in ``executor`` (cryptography releases the GIL while it signs).
+
+    ``adaptive``: sign inline while this is the only request in the middleware, in the
+    executor once others are in flight (and so would wait on the loop).
+    """
+
+    signer: Signer
+    executor: Executor | None
+    adaptive: bool = False
+    in_flight: int = 0
+
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        body = b"" if isinstance(request.body, bytes) else await request.body.as_bytes()
+        arguments = (request.method, request.url.raw_path_qs, body)
+        self.in_flight += 1
+        try:
+            if self.adaptive and self.in_flight == 1:
+                authorization = self.signer.authorization(*arguments)
+            else:
+                loop = asyncio.get_running_loop()
+                authorization = await loop.run_in_executor(
+                    self.executor, self.signer.authorization, *arguments
+                )
+            request.headers["Authorization"] = authorization
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
+
+
+def replace_signing(client: WeChatPay, signing: ExecutorSigning | PacedSigning) -> None:
+    """BENCHMARK ONLY: swap the client's signing middleware through a private attribute.
+
+    ``WeChatPay._exchange`` passes ``(retry, self._signing, self._verifying)`` to aiohttp;
+    replacing ``_signing`` changes nothing else. Fails loudly if that changes.
+    """
+    if not isinstance(getattr(client, "_signing", None), SigningMiddleware):
+        raise RuntimeError("WeChatPay no longer keeps its SigningMiddleware in _signing")
+    client._signing = signing  # type: ignore[assignment]
+
+
+def library_call(client: WeChatPay) -> Call:
+    async def call(index: int) -> None:
+        # The chain is built on every call, as an application writes it.
+        if index % 2:
+            await client.v3.pay.transactions.outTradeNo._out_trade_no_.get(
+                out_trade_no=QUERIED, params={"mchid": MCHID}
+            )
+        else:
+            await client.v3.pay.transactions.outTradeNo._out_trade_no_.close.post(
+                out_trade_no=CLOSED, json={"mchid": MCHID}
+            )
+
+    return call
+
+
+# -- running one sample ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class Sample:
+    per_second: float
+    cpu_per_request: float
+    lag_p50: float
+    lag_p99: float
+    #: CPU of the event loop's own thread: what a spare core could not take off it.
+    loop_cpu_per_request: float = 0.0
+    requests: int = 0
+    server_cpu: float = 0.0
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+async def _ticker(lateness: list[float], done: asyncio.Event) -> None:
+    """Asks to wake every millisecond and records how late each wake-up is."""
+    while not done.is_set() and len(lateness) < MAX_TICKS:
+        due = time.perf_counter() + TICK
+        await asyncio.sleep(TICK)
+        lateness.append(time.perf_counter() - due)
+
+
+async def run_sample(
+    call: Call, concurrency: int, total: int, server_cpu: Callable[[], float] = lambda: 0.0
+) -> Sample:
+    """``total`` calls from ``concurrency`` workers, after one warm-up call per worker;
+    ``server_cpu`` reads the server's CPU seconds, before and after."""
+    await asyncio.wait_for(
+        asyncio.gather(*(call(index) for index in range(concurrency))), RUN_TIMEOUT
+    )
+    indexes = iter(range(total))
+
+    async def worker() -> None:
+        for index in indexes:
+            await call(index)
+
+    lateness: list[float] = []
+    done = asyncio.Event()
+    ticker = asyncio.create_task(_ticker(lateness, done))
+    await asyncio.sleep(0)
+    server, cpu, wall = server_cpu(), time.process_time(), time.perf_counter()
+    loop_cpu = time.thread_time()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), RUN_TIMEOUT)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        loop_cpu = time.thread_time() - loop_cpu
+        server = server_cpu() - server
+    finally:
+        done.set()
+        await ticker
+    return Sample(
+        per_second=total / wall,
+        cpu_per_request=cpu / total,
+        lag_p50=percentile(lateness, 0.50),
+        lag_p99=percentile(lateness, 0.99),
+        loop_cpu_per_request=loop_cpu / total,
+        requests=total,
+        server_cpu=server,
+    )
+
+
+def median_sample(samples: list[Sample]) -> Sample:
+    """Medians of each measure; the server's CPU pooled (its clock ticks are coarse)."""
+    return Sample(
+        per_second=statistics.median(sample.per_second for sample in samples),
+        cpu_per_request=statistics.median(sample.cpu_per_request for sample in samples),
+        lag_p50=statistics.median(sample.lag_p50 for sample in samples),
+        lag_p99=statistics.median(sample.lag_p99 for sample in samples),
+        loop_cpu_per_request=statistics.median(sample.loop_cpu_per_request for sample in samples),
+        requests=sum(sample.requests for sample in samples),
+        server_cpu=sum(sample.server_cpu for sample in samples),
+    )
+
+
+@attrs.define(eq=False)
+class PacedSigning:
+    """A variant of :class:`~wechatpay_chain.SigningMiddleware` (benchmark only): signs on
+    the loop's thread, but one signature per turn of the loop, so that timers and answers
+    get a turn between two signatures however many requests wait to be signed."""
+
+    signer: Signer
+    queue: deque[tuple[asyncio.Future[str], tuple[str, str, bytes]]] = attrs.field(factory=deque)
+    scheduled: bool = False
+
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        body = b"" if isinstance(request.body, bytes) else await request.body.as_bytes()
+        loop = asyncio.get_running_loop()
+        signed: asyncio.Future[str] = loop.create_future()
+        self.queue.append((signed, (request.method, request.url.raw_path_qs, body)))
+        if not self.scheduled:
+            self.scheduled = True
+            loop.call_soon(self._sign_one, loop)
+        request.headers["Authorization"] = await signed
+        return await handler(request)
+
+    def _sign_one(self, loop: asyncio.AbstractEventLoop) -> None:
+        signed, arguments = self.queue.popleft()
+        if not signed.done():  # a cancelled request is not signed
+            try:
+                signed.set_result(self.signer.authorization(*arguments))
+            except Exception as error:  # handed to the waiting request
+                signed.set_exception(error)
+        if self.queue:
+            loop.call_soon(self._sign_one, loop)
+        else:
+            self.scheduled = False

@@ -1,0 +1,527 @@
+"""The client's costs (issue 6), one table: chain building, signing, end to end against the
+fake server in another process (throughput, client CPU per request and event-loop lag, with
+signing inline, in a worker thread, adaptive or paced, next to a hand-written baseline),
+and import time. Every comparison is measured side by side in the same run: the cases take
+turns, and the medians are reported.
+
+Targets (issue 6): end-to-end throughput >= 0.95 of the baseline at concurrency 1 and 128;
+chain building (build + expand) < 10 us; p99 loop lag < 2 ms at concurrency 128; import
+< 150 ms.
+
+    .venv/bin/python benchmarks/bench_client.py [chain] [signing] [e2e] [import]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote
+
+import _proposed
+import aiohttp
+import attrs
+from _e2e import (
+    CLOSED,
+    MCHID,
+    QUERIED,
+    Baseline,
+    Call,
+    ExecutorSigning,
+    Floor,
+    PacedSigning,
+    Sample,
+    baseline_call,
+    library_call,
+    median_sample,
+    replace_signing,
+    run_sample,
+)
+from _fake_server import ServerProcess, serve_in_subprocess
+from _report import interleaved, report
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from wechatpay_chain import WeChatPay
+from wechatpay_chain.signing import Signer, new_nonce, request_message
+from wechatpay_chain.uri import request_target
+
+Rows = list[tuple[str, str]]
+
+SERIAL = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
+PUBLIC_KEY_ID = "PUB_KEY_ID_0114232134912410000000000000"
+OUT_TRADE_NO = "1217752501201407033233368018"
+
+# End to end: (concurrency, requests per sample); every case at every level, each round.
+LEVELS = ((1, 200), (16, 400), (128, 800))
+ROUNDS = 10
+
+
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+MERCHANT_KEY, WECHATPAY_KEY = _new_key(), _new_key()
+
+
+def _met(ok: bool) -> str:
+    return "MET" if ok else "NOT MET"
+
+
+# -- chain building ----------------------------------------------------------------------------
+
+
+def bench_chain(rows: Rows, data: dict[str, Any]) -> None:
+    # No network: building a node and its target touches no session.
+    wxpay = WeChatPay(MCHID, SERIAL, MERCHANT_KEY, base_url="http://127.0.0.1:9")
+    values = {"out_trade_no": OUT_TRADE_NO}
+    node = wxpay.v3.pay.partner.transactions.outTradeNo._out_trade_no_.close
+    segments = node._segments
+    expected = f"/v3/pay/partner/transactions/out-trade-no/{OUT_TRADE_NO}/close"
+    assert len(segments) == 7
+    assert request_target(segments, values, None) == expected
+    with _proposed.patched():
+        proposed_node = wxpay.v3.pay.partner.transactions.outTradeNo._out_trade_no_.close
+    # The proposed node behaves as the node does where it matters here.
+    assert isinstance(proposed_node, _proposed.ProposedNode)
+    assert proposed_node._segments == segments
+    assert proposed_node.close._segments[-1] == "close"
+    assert callable(proposed_node.post)
+    assert getattr(proposed_node, "__wrapped__", None) is None
+    assert _proposed.request_target(segments, values, None) == expected
+    assert _proposed.request_target(segments, values, {"a": [1, 2]}) == expected + "?a=1&a=2"
+
+    def build() -> None:
+        wxpay.v3.pay.partner.transactions.outTradeNo._out_trade_no_.close  # noqa: B018
+
+    def expand() -> None:
+        request_target(segments, values, None)
+
+    def build_and_expand() -> None:
+        request_target(
+            wxpay.v3.pay.partner.transactions.outTradeNo._out_trade_no_.close._segments,
+            values,
+            None,
+        )
+
+    def f_string() -> None:
+        # The floor: the same target written out by hand, its one value encoded.
+        "".join(
+            ("/v3/pay/partner/transactions/out-trade-no/", quote(OUT_TRADE_NO, safe=""), "/close")
+        )
+
+    def proposed_build() -> None:
+        wxpay.v3.pay.partner.transactions.outTradeNo._out_trade_no_.close  # noqa: B018
+
+    def proposed_expand() -> None:
+        _proposed.request_target(segments, values, None)
+
+    def proposed_build_and_expand() -> None:
+        _proposed.request_target(
+            wxpay.v3.pay.partner.transactions.outTradeNo._out_trade_no_.close._segments,
+            values,
+            None,
+        )
+
+    cases = {"build": build, "expand": expand, "both": build_and_expand, "f_string": f_string}
+    proposed_cases = {
+        "proposed_build": proposed_build,
+        "proposed_expand": proposed_expand,
+        "proposed_both": proposed_build_and_expand,
+    }
+    seconds: dict[str, float] = {}
+    samples: dict[str, list[float]] = {name: [] for name in [*cases, *proposed_cases]}
+    for _ in range(5):  # the library as it is and as proposed take turns too
+        for name, value in interleaved(cases, rounds=3, per_round=2000).items():
+            samples[name].append(value)
+        with _proposed.patched():
+            for name, value in interleaved(proposed_cases, rounds=3, per_round=2000).items():
+                samples[name].append(value)
+    seconds = {name: statistics.median(values) for name, values in samples.items()}
+
+    def pair(key: str) -> str:
+        return f"{seconds[key] * 1e6:7.2f} us   proposed {seconds['proposed_' + key] * 1e6:6.2f} us"
+
+    rows += [
+        (
+            "CHAIN  7 segments, 1 placeholder",
+            "wxpay.v3.pay.partner.transactions.outTradeNo._out_trade_no_.close",
+        ),
+        ("  build the node", pair("build")),
+        ("  expand its target: request_target(node._segments, ...)", pair("expand")),
+        ("  build + expand", f"{pair('both')}   (target < 10 us)"),
+        ("  hand-written: str.join + quote of the value", f"{seconds['f_string'] * 1e6:7.2f} us"),
+    ]
+    data["chain_seconds"] = seconds
+
+
+# -- signing -----------------------------------------------------------------------------------
+
+
+def bench_signing(rows: Rows, data: dict[str, Any]) -> None:
+    signer = Signer(MCHID, SERIAL, MERCHANT_KEY)
+    fast_signer = Signer(MCHID, SERIAL, MERCHANT_KEY, nonce=_proposed.new_nonce)
+    target = f"/v3/pay/transactions/out-trade-no/{CLOSED}/close"
+    body = b'{"mchid":"1900000109"}'
+    message = request_message("POST", target, int(time.time()), signer.nonce(), body)
+    pkcs1, sha256 = padding.PKCS1v15(), hashes.SHA256()
+
+    def authorization() -> None:
+        signer.authorization("POST", target, body)
+
+    def authorization_fast_nonce() -> None:
+        fast_signer.authorization("POST", target, body)
+
+    def bare_sign() -> None:
+        MERCHANT_KEY.sign(message, pkcs1, sha256)
+
+    seconds = interleaved(
+        {"authorization": authorization, "fast": authorization_fast_nonce, "sign": bare_sign},
+        rounds=15,
+        per_round=60,
+    )
+    nonces = interleaved(
+        {"new_nonce": new_nonce, "token_hex": lambda: secrets.token_hex(16)},
+        rounds=15,
+        per_round=1000,
+    )
+    ratio = seconds["sign"] / seconds["authorization"]
+    rows += [
+        ("SIGNING  RSA-2048, PKCS#1 v1.5, SHA-256", ""),
+        ("  private_key.sign of the same message", f"{seconds['sign'] * 1e6:7.1f} us"),
+        (
+            "  Signer.authorization",
+            f"{seconds['authorization'] * 1e6:7.1f} us   sign / authorization {ratio:.3f}",
+        ),
+        (
+            "    of which new_nonce() (32 x secrets.choice)",
+            f"{nonces['new_nonce'] * 1e6:7.1f} us   secrets.token_hex(16) "
+            f"{nonces['token_hex'] * 1e6:.1f} us",
+        ),
+        (
+            "  Signer.authorization, nonce=token_hex (proposed)",
+            f"{seconds['fast'] * 1e6:7.1f} us   sign / authorization "
+            f"{seconds['sign'] / seconds['fast']:.3f}",
+        ),
+    ]
+    data["signing_seconds"] = {**seconds, **nonces}
+    data["signing_ratio"] = ratio
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+BASELINE = "baseline: hand-written, inline"
+LIBRARY = "library as shipped (inline)"
+PROPOSED = "library + proposed changes"
+THREAD = "library, sign in 1-thread pool"
+EXECUTOR = "library, sign in default executor"
+ADAPTIVE = "library, adaptive (inline if alone)"
+PACED = "library, paced (1 sign/loop turn)"
+FLOOR = "floor: aiohttp, no crypto"
+
+
+@attrs.frozen
+class Case:
+    call: Call
+    patches: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
+
+
+async def _create_orders(client: WeChatPay) -> None:
+    for out_trade_no in (QUERIED, CLOSED):
+        await client.v3.pay.transactions.native.post(
+            json={
+                "appid": "wxd678efh567hg6787",
+                "mchid": MCHID,
+                "description": "benchmark",
+                "out_trade_no": out_trade_no,
+                "notify_url": "https://127.0.0.1/notify",
+                "amount": {"total": 1},
+            }
+        )
+
+
+async def _end_to_end(server: ServerProcess) -> dict[str, dict[int, list[Sample]]]:
+    url = server.url
+    public_key_pem = WECHATPAY_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    clients: list[WeChatPay] = []
+
+    def library(**options: Any) -> WeChatPay:
+        client = WeChatPay(
+            MCHID, SERIAL, MERCHANT_KEY, {PUBLIC_KEY_ID: public_key_pem}, base_url=url, **options
+        )
+        clients.append(client)
+        return client
+
+    one_thread = ThreadPoolExecutor(1, thread_name_prefix="sign")
+    # Each variant swaps the signing middleware of its own client (benchmark only).
+    threaded, executor, adaptive, paced = library(), library(), library(), library()
+    replace_signing(threaded, ExecutorSigning(threaded._signer, one_thread))
+    replace_signing(executor, ExecutorSigning(executor._signer, None))
+    replace_signing(adaptive, ExecutorSigning(adaptive._signer, one_thread, adaptive=True))
+    replace_signing(paced, PacedSigning(paced._signer))
+    shipped = library()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(keepalive_timeout=5.0))
+    baseline = Baseline(
+        url, MCHID, SERIAL, MERCHANT_KEY, PUBLIC_KEY_ID, WECHATPAY_KEY.public_key(), session
+    )
+    cases = {
+        BASELINE: Case(baseline_call(baseline)),
+        LIBRARY: Case(library_call(shipped)),
+        PROPOSED: Case(library_call(library(nonce=_proposed.new_nonce)), _proposed.patched),
+        THREAD: Case(library_call(threaded)),
+        EXECUTOR: Case(library_call(executor)),
+        ADAPTIVE: Case(library_call(adaptive)),
+        PACED: Case(library_call(paced)),
+        FLOOR: Case(baseline_call(Floor(baseline))),
+    }
+    samples: dict[str, dict[int, list[Sample]]] = {
+        name: {level: [] for level, _ in LEVELS} for name in cases
+    }
+    try:
+        await _create_orders(shipped)
+        names = list(cases)
+        deadline = time.monotonic() + 300
+        for round_ in range(ROUNDS):
+            for concurrency, total in LEVELS:
+                # Every case at this level, back to back, starting with another each round.
+                shift = round_ % len(names)
+                for name in names[shift:] + names[:shift]:
+                    with cases[name].patches():
+                        sample = await run_sample(
+                            cases[name].call, concurrency, total, server.cpu_seconds
+                        )
+                    samples[name][concurrency].append(sample)
+            print(f"  e2e round {round_ + 1}/{ROUNDS}", file=sys.stderr)
+            if time.monotonic() > deadline:
+                break
+        return samples
+    finally:
+        for client in clients:
+            await client.close()
+        await session.close()
+        one_thread.shutdown()
+
+
+def _server_config() -> dict[str, str]:
+    return {
+        "mchid": MCHID,
+        "serial": SERIAL,
+        "public_key_id": PUBLIC_KEY_ID,
+        "merchant_public_key": MERCHANT_KEY.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode(),
+        "wechatpay_private_key": WECHATPAY_KEY.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+    }
+
+
+def bench_end_to_end(rows: Rows, data: dict[str, Any]) -> None:
+    with serve_in_subprocess(_server_config()) as server:
+        samples = asyncio.run(_end_to_end(server))
+    rounds = len(samples[BASELINE][LEVELS[0][0]])
+    rows.append(
+        (
+            f"END TO END  median of {rounds} rounds",
+            "    req/s  vs baseline  CPU us/req  loop us/req  lag p50 ms  lag p99 ms  server us/req",
+        )
+    )
+    results: dict[str, Any] = {}
+    for concurrency, total in LEVELS:
+        rows.append((f"  concurrency {concurrency} ({total} requests a sample)", ""))
+        base = samples[BASELINE][concurrency]
+        for name, by_level in samples.items():
+            runs = by_level[concurrency]
+            middle = median_sample(runs)
+            # Paired per round: the two ran within seconds, under the same neighbours.
+            ratio = statistics.median(
+                run.per_second / other.per_second for run, other in zip(runs, base, strict=True)
+            )
+            rows.append(
+                (
+                    f"    {name}",
+                    f"{middle.per_second:9,.0f} {ratio:12.2f} {middle.cpu_per_request * 1e6:11.0f}"
+                    f" {middle.loop_cpu_per_request * 1e6:12.0f} {middle.lag_p50 * 1e3:11.2f}"
+                    f" {middle.lag_p99 * 1e3:11.2f} {middle.server_cpu / middle.requests * 1e6:14.0f}",
+                )
+            )
+            results.setdefault(name, {})[concurrency] = {
+                **attrs.asdict(middle),
+                "server_cpu_per_request": middle.server_cpu / middle.requests,
+                "ratio_to_baseline": ratio,
+                "samples": [attrs.asdict(sample) for sample in runs],
+            }
+    data["end_to_end"] = results
+
+
+# -- import time -------------------------------------------------------------------------------
+
+_IMPORTTIME = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|\s+(\S+)$")
+DEPENDENCIES = (
+    "import aiohttp, attrs, multidict, yarl, cryptography.x509, "
+    "cryptography.hazmat.primitives.asymmetric.rsa, cryptography.hazmat.primitives.ciphers.aead"
+)
+
+
+@contextlib.contextmanager
+def _bytecode_environment() -> Iterator[dict[str, str]]:
+    # As installed from a wheel: bytecode cached (here in a temporary directory, since this
+    # environment may set PYTHONDONTWRITEBYTECODE and the package is an editable install).
+    with tempfile.TemporaryDirectory(prefix="bench-pycache-") as cache:
+        environment = {
+            name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"
+        }
+        environment["PYTHONPYCACHEPREFIX"] = cache
+        yield environment
+
+
+def _run(environment: dict[str, str], *arguments: str) -> tuple[float, str]:
+    started = time.perf_counter()
+    finished = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=environment,
+    )
+    return time.perf_counter() - started, finished.stderr
+
+
+def bench_import(rows: Rows, data: dict[str, Any]) -> None:
+    library, bare = ("-c", "import wechatpay_chain"), ("-c", "pass")
+    with _bytecode_environment() as environment:
+        _run(environment, *library)  # bytecode written, files in the page cache
+        _run(environment, "-c", DEPENDENCIES)
+        differences, dependencies, aiohttp_alone, cumulative = [], [], [], []
+        for _ in range(9):
+            nothing, _ = _run(environment, *bare)
+            loaded, _ = _run(environment, *library)
+            deps, _ = _run(environment, "-c", DEPENDENCIES)
+            only_aiohttp, _ = _run(environment, "-c", "import aiohttp")
+            differences.append(loaded - nothing)
+            dependencies.append(deps - nothing)
+            aiohttp_alone.append(only_aiohttp - nothing)
+            _, trace = _run(environment, "-X", "importtime", *library)
+            for line in trace.splitlines():
+                match = _IMPORTTIME.search(line)
+                if match and match.group(3) == "wechatpay_chain":
+                    cumulative.append(int(match.group(2)) / 1e6)
+    wall = statistics.median(differences)
+    deps_wall = statistics.median(dependencies)
+    traced = statistics.median(cumulative)
+    rows += [
+        ("IMPORT  fresh interpreter, bytecode cached, median of 9", ""),
+        (
+            '  python -c "import wechatpay_chain" minus -c "pass"',
+            f"{wall * 1e3:7.1f} ms   (target < 150 ms)",
+        ),
+        ("  its dependencies alone (aiohttp, cryptography, ...)", f"{deps_wall * 1e3:7.1f} ms"),
+        ("  aiohttp alone", f"{statistics.median(aiohttp_alone) * 1e3:7.1f} ms"),
+        ("  python -X importtime: wechatpay_chain cumulative", f"{traced * 1e3:7.1f} ms"),
+    ]
+    data["import_seconds"] = {
+        "wall_difference": wall,
+        "dependencies_wall_difference": deps_wall,
+        "aiohttp_wall_difference": statistics.median(aiohttp_alone),
+        "importtime_cumulative": traced,
+    }
+
+
+# -- targets -----------------------------------------------------------------------------------
+
+
+SHORT = {
+    LIBRARY: "as shipped",
+    PROPOSED: "proposed",
+    THREAD: "1-thread pool",
+    EXECUTOR: "default executor",
+    ADAPTIVE: "adaptive",
+    PACED: "paced",
+    FLOOR: "floor, no crypto",
+}
+
+
+def targets(rows: Rows, data: dict[str, Any]) -> None:
+    checks: Rows = []
+    e2e = data.get("end_to_end")
+    if e2e:
+        high = LEVELS[-1][0]
+        for concurrency in (1, high):
+            for name in (LIBRARY, PROPOSED):
+                ratio = e2e[name][concurrency]["ratio_to_baseline"]
+                checks.append(
+                    (
+                        f"  throughput >= 0.95 x baseline @{concurrency}: {SHORT[name]}",
+                        f"{ratio:6.2f}     {_met(ratio >= 0.95)}",
+                    )
+                )
+        best = max((THREAD, EXECUTOR, ADAPTIVE), key=lambda n: e2e[n][high]["ratio_to_baseline"])
+        ratio = e2e[best][high]["ratio_to_baseline"]
+        checks.append(
+            (
+                f"  off-loop signing > 1.0 x baseline @{high}",
+                f"{ratio:6.2f}     {_met(ratio > 1.0)}  (best: {SHORT[best]})",
+            )
+        )
+        for name in (LIBRARY, PROPOSED, THREAD, PACED, FLOOR):
+            lag = e2e[name][high]["lag_p99"]
+            checks.append(
+                (
+                    f"  p99 loop lag < 2 ms @{high}: {SHORT[name]}",
+                    f"{lag * 1e3:6.1f} ms  {_met(lag < 0.002)}",
+                )
+            )
+    chain = data.get("chain_seconds")
+    if chain:
+        for key, label in (("both", "as shipped"), ("proposed_both", "proposed")):
+            checks.append(
+                (
+                    f"  chain build + expand < 10 us: {label}",
+                    f"{chain[key] * 1e6:6.1f} us  {_met(chain[key] < 10e-6)}",
+                )
+            )
+    imported = data.get("import_seconds")
+    if imported:
+        wall = imported["wall_difference"]
+        checks.append(("  import < 150 ms", f"{wall * 1e3:6.0f} ms  {_met(wall < 0.150)}"))
+    if checks:
+        rows += [("TARGETS", ""), *checks]
+
+
+PARTS = {
+    "chain": bench_chain,
+    "signing": bench_signing,
+    "e2e": bench_end_to_end,
+    "import": bench_import,
+}
+
+
+def main() -> None:
+    wanted = [name for name in sys.argv[1:] if name in PARTS] or list(PARTS)
+    rows: Rows = []
+    data: dict[str, Any] = {}
+    for name in wanted:
+        started = time.perf_counter()
+        PARTS[name](rows, data)
+        print(f"  {name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    targets(rows, data)
+    report("client", rows, data)
+
+
+if __name__ == "__main__":
+    main()
