@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -42,10 +43,14 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def serve_in_subprocess(config: dict[str, str]) -> Iterator[ServerProcess]:
-    """Start the server process with ``config`` (see :func:`_serve`), yield it, stop it."""
-    process = subprocess.Popen(  # noqa: S603 - this very file, with this interpreter
-        [sys.executable, str(Path(__file__))],
+def child_process(
+    script: Path, config: dict[str, Any], *arguments: str, start_timeout: float = START_TIMEOUT
+) -> Iterator[tuple[str, int]]:
+    """Run ``script`` in a child process, send it ``config`` as one JSON line, and yield its
+    first line of output and its pid; closing its stdin on the way out stops it (killed if
+    it has not stopped within 10 s)."""
+    process = subprocess.Popen(  # noqa: S603 - a benchmark script, with this interpreter
+        [sys.executable, str(script), *arguments],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -55,15 +60,12 @@ def serve_in_subprocess(config: dict[str, str]) -> Iterator[ServerProcess]:
         assert process.stdout is not None
         process.stdin.write(json.dumps(config) + "\n")
         process.stdin.flush()
-        ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
-        line = process.stdout.readline() if ready else ""
-        if not line.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"the fake server did not start (said {line!r})")
-        yield ServerProcess(line.strip(), process.pid)
+        ready, _, _ = select.select([process.stdout], [], [], start_timeout)
+        yield (process.stdout.readline() if ready else ""), process.pid
     finally:
         with contextlib.suppress(OSError):
             if process.stdin is not None:
-                process.stdin.close()  # EOF: the server stops
+                process.stdin.close()  # EOF: the child stops
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -71,22 +73,38 @@ def serve_in_subprocess(config: dict[str, str]) -> Iterator[ServerProcess]:
             process.wait()
 
 
-async def _serve() -> None:
-    from wechatpay_chain.testing import FakeWeChatPay  # noqa: PLC0415 - child process only
-
-    config = json.loads(sys.stdin.readline())
+def stop_requested() -> asyncio.Event:
+    """In the child: an event set when stdin says ``stop`` or closes (the parent is done
+    or died). Call it inside the running loop."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
     def watch_stdin() -> None:
-        # Returns on "stop", on EOF (the parent closed stdin or died), or never (then the
-        # lifetime limit below ends the server; the thread is a daemon).
+        # Returns on "stop" or EOF, or never (then the caller's lifetime limit ends the
+        # child; the thread is a daemon).
         for line in sys.stdin:
             if line.strip() == "stop":
                 break
         loop.call_soon_threadsafe(stop.set)
 
     threading.Thread(target=watch_stdin, daemon=True).start()
+    return stop
+
+
+@contextlib.contextmanager
+def serve_in_subprocess(config: dict[str, str]) -> Iterator[ServerProcess]:
+    """Start the server process with ``config`` (see :func:`_serve`), yield it, stop it."""
+    with child_process(Path(__file__), config) as (line, pid):
+        if not line.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"the fake server did not start (said {line!r})")
+        yield ServerProcess(line.strip(), pid)
+
+
+async def _serve() -> None:
+    from wechatpay_chain.testing import FakeWeChatPay  # noqa: PLC0415 - child process only
+
+    config = json.loads(sys.stdin.readline())
+    stop = stop_requested()
     server = FakeWeChatPay(
         mchid=config["mchid"],
         serial=config["serial"],

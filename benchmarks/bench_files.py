@@ -33,9 +33,7 @@ import os
 import re
 import resource
 import secrets
-import select
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _fake_server import child_process, stop_requested
 from _report import report
 from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
@@ -143,16 +142,7 @@ def _sink(config: dict[str, Any], server: FakeWeChatPay, bill_day: str) -> web.A
 
 async def _serve() -> None:
     config = json.loads(sys.stdin.readline())
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-
-    def watch_stdin() -> None:
-        for line in sys.stdin:
-            if line.strip() == "stop":
-                break
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
+    stop = stop_requested()
     server = FakeWeChatPay(
         mchid=MCHID,
         serial=config["serial"],
@@ -178,31 +168,14 @@ async def _serve() -> None:
 
 @contextlib.contextmanager
 def serve_in_subprocess(config: dict[str, Any]) -> Iterator[dict[str, str]]:
-    process = subprocess.Popen(  # noqa: S603 - this very file, with this interpreter
-        [sys.executable, str(Path(__file__)), "--serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdin is not None
-        assert process.stdout is not None
-        process.stdin.write(json.dumps(config) + "\n")
-        process.stdin.flush()
-        ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
-        line = process.stdout.readline() if ready else ""
+    with child_process(Path(__file__), config, "--serve", start_timeout=START_TIMEOUT) as (
+        line,
+        _pid,
+    ):
         if not line.startswith("{"):
             raise RuntimeError(f"the server process did not start (said {line!r})")
-        yield json.loads(line)
-    finally:
-        with contextlib.suppress(OSError):
-            if process.stdin is not None:
-                process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        urls: dict[str, str] = json.loads(line)
+        yield urls
 
 
 # -- memory ---------------------------------------------------------------------------------------
