@@ -123,7 +123,8 @@ class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
         return self._keys[_normalise_serial(serial)].key
 
     def get(self, serial: str, default: rsa.RSAPublicKey | None = None) -> rsa.RSAPublicKey | None:  # type: ignore[override]
-        entry = self._keys.get(_normalise_serial(serial))
+        # Answers name a key as it was configured, usually already in normal form.
+        entry = self._keys.get(serial) or self._keys.get(_normalise_serial(serial))
         return default if entry is None else entry.key
 
     def __contains__(self, serial: object) -> bool:
@@ -178,8 +179,12 @@ class Verifier:
         if not isinstance(headers, (CIMultiDict, CIMultiDictProxy)):
             headers = CIMultiDict(headers)
         request_id = headers.get("Request-ID")
-        missing = [name for name in _REQUIRED_HEADERS if not headers.get(name, "").strip()]
-        if missing:
+        timestamp_text = headers.get("Wechatpay-Timestamp", "").strip()
+        nonce = headers.get("Wechatpay-Nonce", "").strip()
+        signature_text = headers.get("Wechatpay-Signature", "").strip()
+        serial = headers.get("Wechatpay-Serial", "").strip()
+        if not (timestamp_text and nonce and signature_text and serial):
+            missing = [name for name in _REQUIRED_HEADERS if not headers.get(name, "").strip()]
             raise MissingSignatureHeaderError(
                 f"unsigned message: missing {', '.join(missing)}", request_id=request_id
             )
@@ -189,7 +194,6 @@ class Verifier:
                 f"Wechatpay-Signature-Type {signature_type[:64]!r} is not {AUTHORIZATION_SCHEME}",
                 request_id=request_id,
             )
-        timestamp_text = headers["Wechatpay-Timestamp"].strip()
         # Bounded length: int() of a huge digit string is slow, then refused by Python.
         if not (
             timestamp_text.isascii() and timestamp_text.isdigit() and len(timestamp_text) <= 12
@@ -206,7 +210,6 @@ class Verifier:
                 "(a replayed message, or a wrong clock here)",
                 request_id=request_id,
             )
-        serial = headers["Wechatpay-Serial"].strip()
         key = self.public_keys.get(serial)
         if key is None:
             held = ", ".join(self.public_keys) or "none configured"
@@ -214,7 +217,6 @@ class Verifier:
                 f"Wechatpay-Serial {serial[:64]!r} names no key this client holds (holds: {held})",
                 request_id=request_id,
             )
-        signature_text = headers["Wechatpay-Signature"].strip()
         if signature_text.startswith(PROBE_PREFIX):
             raise ProbeSignatureError(
                 "signature probe from WeChat Pay (Wechatpay-Signature starts with "
@@ -230,9 +232,7 @@ class Verifier:
         try:
             # surrogateescape: aiohttp hands over undecodable header bytes that way; these
             # are the bytes that were signed (or not).
-            head = f"{timestamp_text}\n{headers['Wechatpay-Nonce'].strip()}\n".encode(
-                "utf-8", "surrogateescape"
-            )
+            head = f"{timestamp_text}\n{nonce}\n".encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
             raise SignatureMismatchError(
                 "Wechatpay-Nonce is not text", request_id=request_id
