@@ -9,7 +9,9 @@ after signing would have been answered 401 SIGN_ERROR instead).
 from __future__ import annotations
 
 import copy
+import gc
 import pickle
+import tracemalloc
 from collections.abc import Awaitable
 from typing import Any
 
@@ -288,3 +290,32 @@ async def test_dot_segments_are_refused_before_sending(
     with pytest.raises(ValueError, match="would change which endpoint"):
         await wechatpay_client.v3.pay.transactions.id[value].get()
     assert wechatpay_server.requests == []
+
+
+async def test_chains_built_from_many_names_keep_memory_bounded(
+    wechatpay_server: FakeWeChatPay, wechatpay_client: WeChatPay
+) -> None:
+    # Nodes remember the children they built (the same chain in a hot handler is then a few
+    # look-ups), but only so many: names made from data must not grow memory for ever.
+    parent = wechatpay_client.v3.items
+
+    def build(first: int, count: int) -> None:
+        for n in range(first, first + count):
+            assert repr(getattr(parent, f"item{n}")) == f"<wechatpay_chain.Node 'v3/items/item{n}'>"
+
+    build(0, 3000)  # every cache on the way is full after this
+    tracemalloc.start()
+    try:
+        build(3000, 3000)  # the caches' entries are now ones traced (and freed when replaced)
+        gc.collect()
+        before = tracemalloc.take_snapshot()
+        build(6000, 3000)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert grown < 64 * 1024, f"{grown} bytes kept after 3000 more distinct names"
+    # The cached chain still reaches the server as written.
+    target = await arrived(wechatpay_server, parent.item1.get())
+    assert target == "/v3/items/item1"

@@ -1,9 +1,12 @@
 """The path chain: ``wxpay.v3.pay.transactions.native.post(json=...)``.
 
-A node is an immutable tuple of path segments bound to a client. Building a child costs one
-tuple and one small object; nothing is cached, so chains over arbitrary values do not grow
-memory. The verbs are a node's only public members, because real paths contain segments
-named ``close``, ``upload``, ``notify``, ``file`` and ``bills``.
+A node is an immutable tuple of path segments bound to a client. Attribute names come from
+source code, a small set, so each node keeps the children it has built (at most
+``MAX_CACHED_CHILDREN``; past that a child is built afresh): the chain an application writes
+in a request handler is a few dictionary look-ups after its first call. Values never become
+attributes (they fill placeholders), so nothing grows with the traffic. The verbs are a
+node's only public members, because real paths contain segments named ``close``,
+``upload``, ``notify``, ``file`` and ``bills``.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ def _merge_path_values(
     return {**path_params, **keywords}
 
 
+#: Children a node remembers; a program that builds more distinct names under one node
+#: (from data, say) still works, only without the cache.
+MAX_CACHED_CHILDREN = 256
+
+
 def is_dunder(name: str) -> bool:
     return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
@@ -62,21 +70,32 @@ def is_dunder(name: str) -> bool:
 class Node:
     """One path in the WeChat Pay API, and the verbs that call it."""
 
-    __slots__ = ("_client", "_segments")
+    __slots__ = ("_children", "_client", "_segments")
 
     _client: Requester
     _segments: tuple[str, ...]
+    _children: dict[str, Node]
 
     def __init__(self, client: Requester, segments: tuple[str, ...]) -> None:
         object.__setattr__(self, "_client", client)
         object.__setattr__(self, "_segments", segments)
+        object.__setattr__(self, "_children", {})
 
-    def __getattr__(self, name: str) -> Node:
-        # Dunder look-ups come from copy, pickle, mocks and debuggers: never a path segment.
-        # An unset slot (mid-unpickling) must not recurse into building a child either.
-        if is_dunder(name) or name in Node.__slots__:
-            raise AttributeError(name)
-        return Node(self._client, (*self._segments, attribute_segment(name)))
+    # Typed for the path segments: type checkers resolve the verbs and slots statically.
+    def __getattribute__(self, name: str) -> Node:
+        # Every name that is not the class's own (its verbs, slots and Python's dunders) is
+        # a path segment, answered here rather than after a failed normal look-up, which
+        # costs CPython an AttributeError per segment. Unknown dunders (asked for by copy,
+        # pickle, mocks and debuggers) are never path segments.
+        if name in _NODE_ATTRIBUTES or is_dunder(name):
+            return object.__getattribute__(self, name)  # type: ignore[no-any-return]
+        children: dict[str, Node] = _children_of(self)
+        child = children.get(name)
+        if child is None:
+            child = Node(_client_of(self), (*_segments_of(self), attribute_segment(name)))
+            if len(children) < MAX_CACHED_CHILDREN:
+                children[name] = child
+        return child
 
     def __getitem__(self, path: str) -> Node:
         return Node(self._client, self._segments + split_path(path))
@@ -259,6 +278,13 @@ class Node:
             retry=retry,
             placeholders=placeholders,
         )
+
+
+# The class's own names (verbs, slots, dunders) and direct slot readers, for the hot path.
+_NODE_ATTRIBUTES = frozenset(dir(Node))
+_children_of = Node.__dict__["_children"].__get__
+_client_of = Node.__dict__["_client"].__get__
+_segments_of = Node.__dict__["_segments"].__get__
 
 
 async def _send(

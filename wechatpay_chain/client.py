@@ -34,7 +34,7 @@ from .files import (
     open_download,
 )
 from .keys import KeySource
-from .middleware import RetryMiddleware, SigningMiddleware, VerifyingMiddleware
+from .middleware import RetryMiddleware, SigningMiddleware, SignInThread, VerifyingMiddleware
 from .notifications import Notifications
 from .payments import Payments
 from .response import Response
@@ -124,7 +124,7 @@ class WeChatPay:
         failover_url: str | None = "auto",
         certificates: Literal["auto", "off"] = "auto",
         certificate_cache: CertificateCache | None = None,
-        sign_in_thread: bool = False,
+        sign_in_thread: SignInThread = "auto",
         clock: Callable[[], float] = time.time,
         nonce: Callable[[], str] = new_nonce,
     ) -> None:
@@ -134,10 +134,15 @@ class WeChatPay:
         self._rng = random.Random()  # noqa: S311 - jitter, not secrets
         self._mchid = mchid
         self._timeout = _as_timeout(timeout)
+        self._call_timeout = _call_timeout(self._timeout, self._retry)
         self._clock = clock
         self._signer = Signer(mchid, serial, private_key, clock=clock, nonce=nonce)
         self._public_keys = PublicKeyStore(public_keys)
         self._verifier = Verifier(self._public_keys, clock=clock)
+        if sign_in_thread not in (True, False, "auto"):
+            raise ConfigError(
+                f"sign_in_thread: expected True, False or 'auto'; got {sign_in_thread!r}"
+            )
         if certificates not in ("auto", "off"):
             raise ConfigError(f"certificates: expected 'auto' or 'off'; got {certificates!r}")
         # Platform certificates are managed when the APIv3 key (which decrypts them) is known.
@@ -159,6 +164,7 @@ class WeChatPay:
         self._payments = Payments(self._signer)
         self._session = session
         self._owns_session = session is None
+        self._root = Node(self, ())  # keeps the chains built from it (see chain.py)
         self._closed = False
 
     # -- the root of the chain -------------------------------------------------------------
@@ -168,7 +174,8 @@ class WeChatPay:
         # attribute from silently becoming a path.
         if name.startswith("_") or is_dunder(name):
             raise AttributeError(name)
-        return Node(self, ()).__getattr__(name)
+        node: Node = getattr(self._root, name)
+        return node
 
     def __getitem__(self, path: str) -> Node:
         return Node(self, split_path(path))
@@ -279,6 +286,7 @@ class WeChatPay:
     async def close(self) -> None:
         """Close the session this client opened (a session passed in is left open)."""
         self._closed = True
+        self._signing.stop()
         if self._certificates is not None:
             await self._certificates.stop()
         session, self._session = self._session, None
@@ -382,9 +390,6 @@ class WeChatPay:
         """One call to one host, with its retries: status, headers and body, or raise."""
         method, target, timeout = exchange.method, exchange.target, exchange.attempt_timeout
         retry = RetryMiddleware(self._retry, exchange.retry, timeout.total, self._rng)
-        # The attempts are bounded one by one (above) and together by the policy's
-        # deadline; aiohttp's own total covers reading an error body as well.
-        outer = None if timeout.total is None else self._retry.deadline + timeout.total
         session = self._get_session()
         try:
             async with session.request(
@@ -392,7 +397,10 @@ class WeChatPay:
                 URL(base_url + target, encoded=True),
                 data=exchange.body,
                 headers=exchange.headers,
-                timeout=attrs.evolve(timeout, total=outer),
+                # Built once for the client's own timeout, the usual case.
+                timeout=self._call_timeout
+                if timeout is self._timeout
+                else _call_timeout(timeout, self._retry),
                 allow_redirects=False,
                 raise_for_status=False,
                 middlewares=(retry, self._signing, self._verifying)
@@ -422,6 +430,14 @@ class _Exchange:
     headers: CIMultiDict[str]
     attempt_timeout: aiohttp.ClientTimeout
     retry: RetryMode
+
+
+def _call_timeout(attempt: aiohttp.ClientTimeout, policy: RetryPolicy) -> aiohttp.ClientTimeout:
+    """aiohttp's timeout over one call: the attempts are bounded one by one (by the retry
+    middleware) and together by the policy's deadline; aiohttp's own total covers reading
+    an error body as well."""
+    outer = None if attempt.total is None else policy.deadline + attempt.total
+    return attrs.evolve(attempt, total=outer)
 
 
 def _may_fail_over(error: TransportError, method: str, mode: RetryMode) -> bool:

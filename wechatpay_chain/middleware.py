@@ -18,6 +18,7 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import aiohttp
 import attrs
@@ -26,9 +27,16 @@ from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from .errors import UnknownSerialError
 from .retries import RetryMode, RetryPolicy, retry_after_seconds, retryable_error, retryable_status
 from .signing import Signer
+from .signing_thread import SigningThread
 from .verifying import Verifier
 
-__all__ = ["RetryMiddleware", "SigningMiddleware", "VerifyingMiddleware", "is_unsigned_download"]
+__all__ = [
+    "RetryMiddleware",
+    "SignInThread",
+    "SigningMiddleware",
+    "VerifyingMiddleware",
+    "is_unsigned_download",
+]
 
 logger = logging.getLogger("wechatpay_chain")
 
@@ -48,18 +56,42 @@ def is_unsigned_download(method: str, path: str) -> bool:
     return method == "GET" and _UNSIGNED_DOWNLOADS.search(path) is not None
 
 
+#: Where :class:`SigningMiddleware` computes the RSA signature: ``"auto"`` on the loop while
+#: the request is the only one in flight and in the worker thread otherwise, ``True``
+#: always in the thread, ``False`` always on the loop.
+SignInThread = bool | Literal["auto"]
+
+
+@attrs.define(eq=False)
+class _InFlight:
+    count: int = 0
+
+
 @attrs.frozen
 class SigningMiddleware:
     """Adds ``Authorization`` over the request target and body exactly as they are sent.
 
-    ``in_thread`` signs in a worker thread (cryptography releases the GIL while it signs):
-    the event loop stays free for other tasks, at some extra CPU per request and lower
-    throughput on a small machine. Inline is the default; ``docs/performance.md`` has the
-    numbers.
+    ``in_thread`` says where the RSA signature is computed (see :data:`SignInThread`).
+    The default, ``"auto"``, signs a lone request on the loop (a hand-over to a thread
+    would only add its latency) and, once other requests are in flight, in one worker
+    thread that signs whatever is waiting as a batch (:mod:`wechatpay_chain.signing_thread`),
+    so that the loop serves their answers meanwhile. ``docs/performance.md`` has the
+    numbers behind this choice.
     """
 
     signer: Signer
-    in_thread: bool = False
+    in_thread: SignInThread = "auto"
+    _thread: SigningThread = attrs.field(init=False, repr=False)
+    _in_flight: _InFlight = attrs.field(init=False, repr=False, factory=_InFlight)
+
+    def __attrs_post_init__(self) -> None:
+        if self.in_thread not in (True, False, "auto"):
+            raise ValueError(f"in_thread takes True, False or 'auto'; got {self.in_thread!r}")
+        object.__setattr__(self, "_thread", SigningThread(self.signer.private_key))
+
+    def stop(self) -> None:
+        """End the worker thread (a later request starts it again if it needs one)."""
+        self._thread.stop()
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         # A media upload signs its meta JSON, not the multipart body (PROTOCOL.md section 7).
@@ -68,15 +100,21 @@ class SigningMiddleware:
             body = signed
         else:
             body = b"" if isinstance(request.body, bytes) else await request.body.as_bytes()
-        target = request.url.raw_path_qs
-        if self.in_thread:
-            authorization = await asyncio.to_thread(
-                self.signer.authorization, request.method, target, body
+        in_flight = self._in_flight
+        if self.in_thread is False or (self.in_thread == "auto" and in_flight.count == 0):
+            request.headers["Authorization"] = self.signer.authorization(
+                request.method, request.url.raw_path_qs, body
             )
         else:
-            authorization = self.signer.authorization(request.method, target, body)
-        request.headers["Authorization"] = authorization
-        return await handler(request)
+            draft = self.signer.draft(request.method, request.url.raw_path_qs, body)
+            request.headers["Authorization"] = draft.authorization(
+                await self._thread.sign(draft.message)
+            )
+        in_flight.count += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight.count -= 1
 
 
 @attrs.frozen

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .keys import load_private_key
 
-__all__ = ["AUTHORIZATION_SCHEME", "Signer", "new_nonce", "request_message", "rsa_sign"]
+__all__ = ["AUTHORIZATION_SCHEME", "Draft", "Signer", "new_nonce", "request_message", "rsa_sign"]
 
 AUTHORIZATION_SCHEME = "WECHATPAY2-SHA256-RSA2048"
 
@@ -38,6 +38,23 @@ def rsa_sign(private_key: rsa.RSAPrivateKey, message: bytes) -> str:
 
 
 @attrs.frozen
+class Draft:
+    """An ``Authorization`` header waiting for the signature of :attr:`message`."""
+
+    mchid: str
+    serial: str
+    timestamp: int
+    nonce: str
+    message: bytes = attrs.field(repr=lambda message: f"<{len(message)} bytes>")
+
+    def authorization(self, signature: str) -> str:
+        return (
+            f'{AUTHORIZATION_SCHEME} mchid="{self.mchid}",nonce_str="{self.nonce}",'
+            f'timestamp="{self.timestamp}",serial_no="{self.serial}",signature="{signature}"'
+        )
+
+
+@attrs.frozen
 class Signer:
     """Signs requests on behalf of one merchant.
 
@@ -54,14 +71,20 @@ class Signer:
 
     def authorization(self, method: str, target: str, body: bytes = b"") -> str:
         """The ``Authorization`` header value for ``method`` on ``target`` (path and query)."""
+        draft = self.draft(method, target, body)
+        return draft.authorization(rsa_sign(self.private_key, draft.message))
+
+    def draft(self, method: str, target: str, body: bytes = b"") -> Draft:
+        """Everything of an ``Authorization`` header but the signature: its timestamp and
+        nonce, and the message to sign (which a worker thread may sign)."""
         timestamp = int(self.clock())
         nonce = self.nonce()
-        signature = rsa_sign(
-            self.private_key, request_message(method, target, timestamp, nonce, body)
-        )
-        return (
-            f'{AUTHORIZATION_SCHEME} mchid="{self.mchid}",nonce_str="{nonce}",'
-            f'timestamp="{timestamp}",serial_no="{self.serial}",signature="{signature}"'
+        return Draft(
+            self.mchid,
+            self.serial,
+            timestamp,
+            nonce,
+            request_message(method, target, timestamp, nonce, body),
         )
 
     def sign(self, message: bytes) -> str:

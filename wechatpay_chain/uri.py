@@ -144,10 +144,78 @@ def encode_query(params: Mapping[str, QueryValue] | None) -> str:
     return "&".join(pairs)
 
 
+# A compiled path: the literal text between placeholders, encoded once, as ``str`` items,
+# and each segment that holds a placeholder as a tuple of its literal text and its
+# ``(name, raw)`` placeholders.
+_SegmentPiece = str | tuple[str, bool]
+_Compiled = tuple[frozenset[str], tuple[str | tuple[_SegmentPiece, ...], ...]]
+
+
+# Keyed by the path alone, never by the values: paths come from source code, a small set,
+# and the cache is bounded all the same.
+@functools.lru_cache(maxsize=1024)
+def _compile(segments: tuple[str, ...]) -> _Compiled | None:
+    """``segments`` compiled for :func:`request_target`; ``None`` for a path that
+    :func:`expand` refuses whatever the values (a literal dot segment)."""
+    items: list[str | tuple[_SegmentPiece, ...]] = []
+    names: set[str] = set()
+    literal = ""
+    for segment in segments:
+        matches = list(_PLACEHOLDER.finditer(segment))
+        if not matches:
+            text = quote(segment, safe=SEGMENT_SAFE)
+            if text in (".", ".."):
+                return None
+            literal += "/" + text
+            continue
+        items.append(literal + "/")
+        literal = ""
+        pieces: list[_SegmentPiece] = []
+        position = 0
+        for match in matches:
+            pieces.append(quote(segment[position : match.start()], safe=SEGMENT_SAFE))
+            pieces.append((match.group(2), bool(match.group(1))))
+            names.add(match.group(2))
+            position = match.end()
+        pieces.append(quote(segment[position:], safe=SEGMENT_SAFE))
+        items.append(tuple(piece for piece in pieces if piece != ""))
+    items.append(literal)
+    return frozenset(names), tuple(item for item in items if item != "")
+
+
+def _fill(items: tuple[str | tuple[_SegmentPiece, ...], ...], values: Mapping[str, object]) -> str:
+    parts: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            parts.append(item)
+            continue
+        pieces: list[str] = []
+        for piece in item:
+            if isinstance(piece, str):
+                pieces.append(piece)
+            else:
+                name, raw = piece
+                value = _placeholder_value(name, values[name])
+                pieces.append(value if raw else quote(value, safe=""))
+        text = "".join(pieces)
+        if text in (".", ".."):
+            raise ValueError(f"{text!r} as a path segment would change which endpoint is called")
+        parts.append(text)
+    return "".join(parts)
+
+
 def request_target(
     segments: Sequence[str], values: Mapping[str, object], params: Mapping[str, QueryValue] | None
 ) -> str:
-    """Path and query, exactly as signed and sent."""
-    path = expand(segments, values)
-    query = encode_query(params)
+    """Path and query, exactly as signed and sent: :func:`expand`'s result and errors, from a
+    path compiled once (its literal text encoded once, only the values encoded per call)."""
+    compiled = _compile(tuple(segments)) if segments else None
+    if compiled is not None and values.keys() == compiled[0]:
+        return _with_query(_fill(compiled[1], values), params)
+    # Not every placeholder filled, or a refused path: expand says what is wrong.
+    return _with_query(expand(segments, values), params)
+
+
+def _with_query(path: str, params: Mapping[str, QueryValue] | None) -> str:
+    query = encode_query(params) if params else ""
     return f"{path}?{query}" if query else path

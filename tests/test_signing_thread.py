@@ -1,0 +1,153 @@
+"""Where the RSA signature is computed (``sign_in_thread``), end to end against the fake
+server: on the event loop's thread, in the signing worker thread, or by load ("auto")."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from wechatpay_chain import ConfigError, WeChatPay
+from wechatpay_chain.testing import FakeWeChatPay
+
+WORKER_NAME = "wechatpay-chain-signing"
+
+
+class RecordingKey(rsa.RSAPrivateKey):
+    """A private key that notes the thread of every signature, the way a key kept in a
+    hardware module wraps its device; ``fail`` makes every signature raise."""
+
+    def __init__(self, key: rsa.RSAPrivateKey, *, fail: bool = False) -> None:
+        self.key = key
+        self.fail = fail
+        self.threads: list[str] = []
+
+    def sign(self, data: bytes, padding: Any, algorithm: Any) -> bytes:
+        self.threads.append(threading.current_thread().name)
+        if self.fail:
+            raise RuntimeError("the signing device is unplugged")
+        return self.key.sign(data, padding, algorithm)
+
+    def decrypt(self, ciphertext: bytes, padding: Any) -> bytes:
+        return self.key.decrypt(ciphertext, padding)
+
+    @property
+    def key_size(self) -> int:
+        return self.key.key_size
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self.key.public_key()
+
+    def private_numbers(self) -> rsa.RSAPrivateNumbers:
+        return self.key.private_numbers()
+
+    def private_bytes(self, encoding: Any, format: Any, encryption_algorithm: Any) -> bytes:
+        return self.key.private_bytes(encoding, format, encryption_algorithm)
+
+    def __copy__(self) -> RecordingKey:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> RecordingKey:
+        return self
+
+
+def recording_key(server: FakeWeChatPay, *, fail: bool = False) -> RecordingKey:
+    pem = server.merchant.private_key_pem
+    assert pem is not None
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return RecordingKey(key, fail=fail)
+
+
+async def echo_many(wxpay: WeChatPay, count: int) -> list[int]:
+    responses = await asyncio.gather(
+        *(wxpay.v3.security.echo.post(json={"echo_message": str(n)}) for n in range(count))
+    )
+    return [response.status for response in responses]
+
+
+async def workers_gone(timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(thread.name == WORKER_NAME for thread in threading.enumerate()):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_inline_signs_every_request_on_the_loop_thread(
+    wechatpay_server: FakeWeChatPay,
+) -> None:
+    key = recording_key(wechatpay_server)
+    async with wechatpay_server.client(private_key=key, sign_in_thread=False) as wxpay:
+        assert await echo_many(wxpay, 30) == [200] * 30  # the server verified each signature
+    assert key.threads == [threading.current_thread().name] * 30
+
+
+async def test_in_thread_signs_every_request_in_the_worker(
+    wechatpay_server: FakeWeChatPay,
+) -> None:
+    key = recording_key(wechatpay_server)
+    async with wechatpay_server.client(private_key=key, sign_in_thread=True) as wxpay:
+        assert await echo_many(wxpay, 1) == [200]
+        assert await echo_many(wxpay, 30) == [200] * 30
+    assert key.threads == [WORKER_NAME] * 31
+    assert await workers_gone(), "the signing thread outlived close()"
+
+
+async def test_auto_signs_a_lone_request_inline_and_concurrent_ones_in_the_worker(
+    wechatpay_server: FakeWeChatPay,
+) -> None:
+    key = recording_key(wechatpay_server)
+    loop_thread = threading.current_thread().name
+    async with wechatpay_server.client(private_key=key) as wxpay:  # "auto" is the default
+        for _ in range(3):
+            assert await echo_many(wxpay, 1) == [200]
+        assert key.threads == [loop_thread] * 3  # one at a time: no hand-over to a thread
+        assert await echo_many(wxpay, 40) == [200] * 40
+    concurrent = key.threads[3:]
+    assert len(concurrent) == 40
+    # The first of a burst finds nothing in flight; the others are signed off the loop.
+    assert concurrent.count(WORKER_NAME) >= 30
+    assert set(concurrent) <= {loop_thread, WORKER_NAME}
+    assert await workers_gone(), "the signing thread outlived close()"
+
+
+@pytest.mark.parametrize("sign_in_thread", [False, True])
+async def test_a_failing_signature_raises_and_nothing_is_sent(
+    wechatpay_server: FakeWeChatPay, sign_in_thread: bool
+) -> None:
+    key = recording_key(wechatpay_server, fail=True)
+    async with wechatpay_server.client(private_key=key, sign_in_thread=sign_in_thread) as wxpay:
+        outcomes = await asyncio.gather(
+            *(wxpay.v3.security.echo.post(json={"echo_message": str(n)}) for n in range(5)),
+            return_exceptions=True,
+        )
+    assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)
+    assert {str(outcome) for outcome in outcomes} == {"the signing device is unplugged"}
+    assert wechatpay_server.requests == []
+
+
+async def test_a_client_closed_mid_signature_leaves_no_thread_behind(
+    wechatpay_server: FakeWeChatPay,
+) -> None:
+    async with wechatpay_server.client(sign_in_thread=True) as wxpay:
+        calls = [
+            asyncio.ensure_future(wxpay.v3.security.echo.post(json={"echo_message": str(n)}))
+            for n in range(20)
+        ]
+        await asyncio.sleep(0)
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+    assert await workers_gone(), "the signing thread outlived close()"
+
+
+def test_sign_in_thread_takes_only_its_three_values(wechatpay_server: FakeWeChatPay) -> None:
+    with pytest.raises((ValueError, ConfigError), match="'auto'"):
+        wechatpay_server.client(sign_in_thread="sometimes")
