@@ -1,9 +1,11 @@
 """End to end: signed and verified requests against the fake server in another process.
 
-The library is measured next to a minimal hand-written client (:class:`Baseline`), next to
-aiohttp with no per-request cryptography (:class:`Floor`), and with variants of its signing
-middleware that sign in a worker thread, adaptively (:class:`ExecutorSigning`) or inline one
-signature per turn of the loop (:class:`PacedSigning`): all in the same run, taking turns.
+The library (in each of its ``sign_in_thread`` settings) is measured next to a minimal
+hand-written client (:class:`Baseline`), next to aiohttp with no per-request cryptography
+(:class:`Floor`), and with two variants of its signing middleware that were tried and not
+shipped: one signature per request handed to an executor (:class:`ExecutorSigning`), and
+inline signing behind a per-turn budget of the loop (:class:`BudgetedSigning`). All in the
+same run, taking turns.
 """
 
 from __future__ import annotations
@@ -144,37 +146,26 @@ def baseline_call(client: Baseline | Floor) -> Call:
 
 @attrs.define(eq=False)
 class ExecutorSigning:
-    """A variant of :class:`~wechatpay_chain.SigningMiddleware` (benchmark only): the RSA
-    signature is computed in ``executor`` (cryptography releases the GIL while it signs).
-
-    ``adaptive``: sign inline while this is the only request in the middleware, in the
-    executor once others are in flight (and so would wait on the loop).
-    """
+    """A variant of :class:`~wechatpay_chain.SigningMiddleware` (benchmark only): each
+    request's signature is handed to ``executor`` on its own (``None``: asyncio's default
+    thread pool), where the library's worker signs whatever waits as one batch."""
 
     signer: Signer
     executor: Executor | None
-    adaptive: bool = False
-    in_flight: int = 0
+
+    def stop(self) -> None:
+        """Called by ``WeChatPay.close()``; no thread of its own to end."""
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         body = b"" if isinstance(request.body, bytes) else await request.body.as_bytes()
-        arguments = (request.method, request.url.raw_path_qs, body)
-        self.in_flight += 1
-        try:
-            if self.adaptive and self.in_flight == 1:
-                authorization = self.signer.authorization(*arguments)
-            else:
-                loop = asyncio.get_running_loop()
-                authorization = await loop.run_in_executor(
-                    self.executor, self.signer.authorization, *arguments
-                )
-            request.headers["Authorization"] = authorization
-            return await handler(request)
-        finally:
-            self.in_flight -= 1
+        loop = asyncio.get_running_loop()
+        request.headers["Authorization"] = await loop.run_in_executor(
+            self.executor, self.signer.authorization, request.method, request.url.raw_path_qs, body
+        )
+        return await handler(request)
 
 
-def replace_signing(client: WeChatPay, signing: ExecutorSigning | PacedSigning) -> None:
+def replace_signing(client: WeChatPay, signing: ExecutorSigning | BudgetedSigning) -> None:
     """BENCHMARK ONLY: swap the client's signing middleware through a private attribute.
 
     ``WeChatPay._exchange`` passes ``(retry, self._signing, self._verifying)`` to aiohttp;
@@ -281,34 +272,77 @@ def median_sample(samples: list[Sample]) -> Sample:
 
 
 @attrs.define(eq=False)
-class PacedSigning:
-    """A variant of :class:`~wechatpay_chain.SigningMiddleware` (benchmark only): signs on
-    the loop's thread, but one signature per turn of the loop, so that timers and answers
-    get a turn between two signatures however many requests wait to be signed."""
+class LoopBudget:
+    """Benchmark only: lets request steps run on the loop until ``budget`` seconds of this
+    turn of the loop are spent, then queues them (first come, first served) for later
+    turns, so that timers and other tasks get a turn every ``budget`` or so."""
+
+    budget: float = 0.0005
+    window_start: float | None = None
+    waiters: deque[asyncio.Future[None]] = attrs.field(factory=deque)
+    release: int = 4
+
+    async def turn(self) -> None:
+        now = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        if self.window_start is None:
+            self.window_start = now
+            loop.call_soon(self._close_window, loop)
+            if not self.waiters:
+                return
+        elif not self.waiters and now - self.window_start < self.budget:
+            return
+        waiter: asyncio.Future[None] = loop.create_future()
+        self.waiters.append(waiter)
+        await waiter
+
+    def _close_window(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self.window_start is not None
+        spent = time.perf_counter() - self.window_start
+        # Additive increase, multiplicative decrease of the steps let through per turn.
+        self.release = max(1, self.release // 2) if spent > self.budget else self.release + 1
+        self.window_start = None
+        released = 0
+        while self.waiters and released < self.release:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                released += 1
+        if self.waiters:  # the next turn closes its window too, even if no new step comes
+            self.window_start = time.perf_counter()
+            loop.call_soon(self._close_window, loop)
+
+
+def gate_verifying(client: WeChatPay, gate: LoopBudget) -> None:
+    """BENCHMARK ONLY: an answer waits for its turn of the loop before it is verified."""
+    verifying = client._verifying
+
+    async def gated(request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        async def answered(sent: ClientRequest) -> ClientResponse:
+            response = await handler(sent)
+            await gate.turn()
+            return response
+
+        return await verifying(request, answered)
+
+    client._verifying = gated  # type: ignore[assignment]
+
+
+@attrs.define(eq=False)
+class BudgetedSigning:
+    """Benchmark only: the shipped middleware's inline signing, behind a :class:`LoopBudget`
+    (see also :func:`gate_verifying`)."""
 
     signer: Signer
-    queue: deque[tuple[asyncio.Future[str], tuple[str, str, bytes]]] = attrs.field(factory=deque)
-    scheduled: bool = False
+    gate: LoopBudget
+
+    def stop(self) -> None:
+        """Called by ``WeChatPay.close()``; no thread of its own to end."""
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         body = b"" if isinstance(request.body, bytes) else await request.body.as_bytes()
-        loop = asyncio.get_running_loop()
-        signed: asyncio.Future[str] = loop.create_future()
-        self.queue.append((signed, (request.method, request.url.raw_path_qs, body)))
-        if not self.scheduled:
-            self.scheduled = True
-            loop.call_soon(self._sign_one, loop)
-        request.headers["Authorization"] = await signed
+        await self.gate.turn()
+        request.headers["Authorization"] = self.signer.authorization(
+            request.method, request.url.raw_path_qs, body
+        )
         return await handler(request)
-
-    def _sign_one(self, loop: asyncio.AbstractEventLoop) -> None:
-        signed, arguments = self.queue.popleft()
-        if not signed.done():  # a cancelled request is not signed
-            try:
-                signed.set_result(self.signer.authorization(*arguments))
-            except Exception as error:  # handed to the waiting request
-                signed.set_exception(error)
-        if self.queue:
-            loop.call_soon(self._sign_one, loop)
-        else:
-            self.scheduled = False
