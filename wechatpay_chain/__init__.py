@@ -6,34 +6,92 @@ Write a path the way it reads in the docs, await a verb, and get back a verified
         r = await wxpay.v3.pay.transactions.native.post(json={...})
 """
 
+# Names load on first use (PEP 562): ``import wechatpay_chain`` stays cheap for what
+# imports the package without calling WeChat Pay over HTTP (the pytest plugin pytest loads
+# in every run, a webhook receiver that only verifies notifications, ``--help``). The client
+# brings aiohttp, about 180 ms to import, when ``WeChatPay`` is first named.
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .chain import Node
-from .client import WeChatPay
-from .errors import (
-    ApiError,
-    ConfigError,
-    ConnectError,
-    DecryptionError,
-    HashMismatchError,
-    InvalidNotificationError,
-    MissingSignatureHeaderError,
-    ProbeSignatureError,
-    RequestTimeoutError,
-    SignatureMismatchError,
-    TimestampSkewError,
-    TransportError,
-    UnknownSerialError,
-    UnsupportedSignatureTypeError,
-    UntrustedHostError,
-    VerificationError,
-    WeChatPayError,
-)
-from .files import BillParser, BillStream, Download, ParsedBill, parse_bill
-from .middleware import SigningMiddleware, VerifyingMiddleware
-from .notifications import Acknowledgement, Notification
-from .response import Response
-from .signing import Signer
-from .verifying import PublicKeyStore, Verifier
+
+if TYPE_CHECKING:
+    from .chain import Node
+    from .client import WeChatPay
+    from .errors import (
+        ApiError,
+        ConfigError,
+        ConnectError,
+        DecryptionError,
+        HashMismatchError,
+        InvalidNotificationError,
+        MissingSignatureHeaderError,
+        ProbeSignatureError,
+        RequestTimeoutError,
+        SignatureMismatchError,
+        TimestampSkewError,
+        TransportError,
+        UnknownSerialError,
+        UnsupportedSignatureTypeError,
+        UntrustedHostError,
+        VerificationError,
+        WeChatPayError,
+    )
+    from .files import BillParser, BillStream, Download, ParsedBill, parse_bill
+    from .middleware import SigningMiddleware, VerifyingMiddleware
+    from .notifications import Acknowledgement, Notification
+    from .response import Response
+    from .signing import Signer
+    from .verifying import PublicKeyStore, Verifier
+
+_HOMES = {
+    "Acknowledgement": "notifications",
+    "ApiError": "errors",
+    "BillParser": "files",
+    "BillStream": "files",
+    "ConfigError": "errors",
+    "ConnectError": "errors",
+    "DecryptionError": "errors",
+    "Download": "files",
+    "HashMismatchError": "errors",
+    "InvalidNotificationError": "errors",
+    "MissingSignatureHeaderError": "errors",
+    "Node": "chain",
+    "Notification": "notifications",
+    "ParsedBill": "files",
+    "ProbeSignatureError": "errors",
+    "PublicKeyStore": "verifying",
+    "RequestTimeoutError": "errors",
+    "Response": "response",
+    "SignatureMismatchError": "errors",
+    "Signer": "signing",
+    "SigningMiddleware": "middleware",
+    "TimestampSkewError": "errors",
+    "TransportError": "errors",
+    "UnknownSerialError": "errors",
+    "UnsupportedSignatureTypeError": "errors",
+    "UntrustedHostError": "errors",
+    "VerificationError": "errors",
+    "Verifier": "verifying",
+    "VerifyingMiddleware": "middleware",
+    "WeChatPay": "client",
+    "WeChatPayError": "errors",
+    "parse_bill": "files",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "Acknowledgement",

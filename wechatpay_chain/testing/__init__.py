@@ -7,11 +7,44 @@ orders, refunds and pre-sign sessions, and injects faults on request. The pytest
 fixtures.
 """
 
-from .faults import Fault
-from .keypairs import generate_private_key
-from .messages import ApiFailure, RecordedRequest, Reply
-from .notify import RETRY_SCHEDULE, Attempt, Delivery
-from .server import FakeWeChatPay, MerchantCredentials
+# Names load on first use (PEP 562), as in the package itself: pytest imports this package
+# for its plugin in every run, and the server brings aiohttp.
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .faults import Fault
+    from .keypairs import generate_private_key
+    from .messages import ApiFailure, RecordedRequest, Reply
+    from .notify import RETRY_SCHEDULE, Attempt, Delivery
+    from .server import FakeWeChatPay, MerchantCredentials
+
+_HOMES = {
+    "RETRY_SCHEDULE": "notify",
+    "ApiFailure": "messages",
+    "Attempt": "notify",
+    "Delivery": "notify",
+    "FakeWeChatPay": "server",
+    "Fault": "faults",
+    "MerchantCredentials": "server",
+    "RecordedRequest": "messages",
+    "Reply": "messages",
+    "generate_private_key": "keypairs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "RETRY_SCHEDULE",

@@ -10,12 +10,15 @@ server per test costs milliseconds.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..client import WeChatPay
-from .server import FakeWeChatPay, generate_private_key
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from ..client import WeChatPay
+    from .server import FakeWeChatPay
 
 try:
     import pytest_asyncio
@@ -26,6 +29,10 @@ except ImportError:  # pragma: no cover - the fixtures then explain what is miss
 @pytest.fixture(scope="session")
 def wechatpay_keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
     """The merchant's and WeChat Pay's throwaway private keys, shared by the session."""
+    # Imports are inside the fixtures: pytest loads this plugin in every run of every
+    # project where the package is installed, and most of those runs never use it.
+    from .keypairs import generate_private_key  # noqa: PLC0415
+
     return generate_private_key(), generate_private_key()
 
 
@@ -36,6 +43,8 @@ if pytest_asyncio is not None:
         wechatpay_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey],
     ) -> AsyncIterator[FakeWeChatPay]:
         """A started fake WeChat Pay server on 127.0.0.1 with a fresh state."""
+        from .server import FakeWeChatPay  # noqa: PLC0415 - see wechatpay_keys
+
         merchant_key, wechatpay_key = wechatpay_keys
         async with FakeWeChatPay(
             merchant_private_key=merchant_key, wechatpay_private_key=wechatpay_key
