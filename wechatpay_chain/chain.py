@@ -87,14 +87,17 @@ class Node:
         # a path segment, answered here rather than after a failed normal look-up, which
         # costs CPython an AttributeError per segment. Unknown dunders (asked for by copy,
         # pickle, mocks and debuggers) are never path segments.
-        if name in _NODE_ATTRIBUTES or is_dunder(name):
+        if name in _NODE_ATTRIBUTES:
             return object.__getattribute__(self, name)  # type: ignore[no-any-return]
         children: dict[str, Node] = _children_of(self)
-        child = children.get(name)
-        if child is None:
-            child = Node(_client_of(self), (*_segments_of(self), attribute_segment(name)))
-            if len(children) < MAX_CACHED_CHILDREN:
-                children[name] = child
+        child = children.get(name)  # never a dunder: those are not cached
+        if child is not None:
+            return child
+        if is_dunder(name):
+            return object.__getattribute__(self, name)  # type: ignore[no-any-return]
+        child = Node(_client_of(self), (*_segments_of(self), attribute_segment(name)))
+        if len(children) < MAX_CACHED_CHILDREN:
+            children[name] = child
         return child
 
     def __getitem__(self, path: str) -> Node:

@@ -135,6 +135,11 @@ class WeChatPay:
         self._mchid = mchid
         self._timeout = _as_timeout(timeout)
         self._call_timeout = _call_timeout(self._timeout, self._retry)
+        # The middlewares of a call with the client's own timeout, by retry mode and whether
+        # the answer is verified: at most six tuples, built on first use.
+        self._middlewares: dict[
+            tuple[RetryMode, aiohttp.ClientTimeout, bool], tuple[aiohttp.ClientMiddlewareType, ...]
+        ] = {}
         self._clock = clock
         self._signer = Signer(mchid, serial, private_key, clock=clock, nonce=nonce)
         self._public_keys = PublicKeyStore(public_keys)
@@ -389,7 +394,14 @@ class WeChatPay:
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
         """One call to one host, with its retries: status, headers and body, or raise."""
         method, target, timeout = exchange.method, exchange.target, exchange.attempt_timeout
-        retry = RetryMiddleware(self._retry, exchange.retry, timeout.total, self._rng)
+        middlewares = self._middlewares.get((exchange.retry, timeout, verify))
+        if middlewares is None:
+            retry = RetryMiddleware(self._retry, exchange.retry, timeout.total, self._rng)
+            middlewares = (
+                (retry, self._signing, self._verifying) if verify else (retry, self._signing)
+            )
+            if timeout is self._timeout:  # the usual case, kept; a per-call timeout is not
+                self._middlewares[exchange.retry, timeout, verify] = middlewares
         session = self._get_session()
         try:
             async with session.request(
@@ -403,9 +415,7 @@ class WeChatPay:
                 else _call_timeout(timeout, self._retry),
                 allow_redirects=False,
                 raise_for_status=False,
-                middlewares=(retry, self._signing, self._verifying)
-                if verify
-                else (retry, self._signing),
+                middlewares=middlewares,
             ) as answer:
                 return answer.status, answer.headers, await answer.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:

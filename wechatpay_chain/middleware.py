@@ -100,18 +100,22 @@ class SigningMiddleware:
             body = signed
         else:
             body = b"" if isinstance(request.body, bytes) else await request.body.as_bytes()
+        # In flight: every request past this point and not yet answered, those waiting for
+        # their signature included (were only sent ones counted, a backlog at the worker
+        # would read as an idle client and send the next signature to the loop).
         in_flight = self._in_flight
-        if self.in_thread is False or (self.in_thread == "auto" and in_flight.count == 0):
-            request.headers["Authorization"] = self.signer.authorization(
-                request.method, request.url.raw_path_qs, body
-            )
-        else:
-            draft = self.signer.draft(request.method, request.url.raw_path_qs, body)
-            request.headers["Authorization"] = draft.authorization(
-                await self._thread.sign(draft.message)
-            )
+        others = in_flight.count
         in_flight.count += 1
         try:
+            if self.in_thread is False or (self.in_thread == "auto" and others == 0):
+                request.headers["Authorization"] = self.signer.authorization(
+                    request.method, request.url.raw_path_qs, body
+                )
+            else:
+                draft = self.signer.draft(request.method, request.url.raw_path_qs, body)
+                request.headers["Authorization"] = draft.authorization(
+                    await self._thread.sign(draft.message)
+                )
             return await handler(request)
         finally:
             in_flight.count -= 1
@@ -185,7 +189,7 @@ class RetryMiddleware:
                 else:  # pragma: no cover - Python 3.10
                     response = await asyncio.wait_for(handler(request), self.attempt_timeout)
             except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-                _log_attempt(method, target, type(error).__name__, None, attempt, attempts, started)
+                _log_attempt(method, target, None, error, attempt, attempts, started)
                 if attempt == attempts or not retryable_error(error, method, self.mode):
                     raise
                 wait = self.policy.delay(attempt + 1, self.rng)
@@ -193,10 +197,7 @@ class RetryMiddleware:
                     raise
                 await asyncio.sleep(wait)
                 continue
-            request_id = response.headers.get("Request-ID")
-            _log_attempt(
-                method, target, str(response.status), request_id, attempt, attempts, started
-            )
+            _log_attempt(method, target, response, None, attempt, attempts, started)
             if attempt == attempts or not retryable_status(response.status, method, self.mode):
                 return response
             named = retry_after_seconds(response.headers.get("Retry-After"))
@@ -211,13 +212,15 @@ class RetryMiddleware:
 def _log_attempt(  # noqa: PLR0917 - one log line's fields, called from two places
     method: str,
     target: str,
-    outcome: str,
-    request_id: str | None,
+    response: ClientResponse | None,
+    error: BaseException | None,
     attempt: int,
     attempts: int,
     started: float,
 ) -> None:
     if logger.isEnabledFor(logging.DEBUG):
+        outcome = str(response.status) if response is not None else type(error).__name__
+        request_id = response.headers.get("Request-ID") if response is not None else None
         logger.debug(
             "%s %s -> %s (Request-ID %s, attempt %d/%d, %.1f ms)",
             method,

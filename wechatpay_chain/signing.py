@@ -37,6 +37,13 @@ def rsa_sign(private_key: rsa.RSAPrivateKey, message: bytes) -> str:
     return base64.b64encode(signature).decode("ascii")
 
 
+def _authorization(mchid: str, serial: str, timestamp: int, nonce: str, signature: str) -> str:
+    return (
+        f'{AUTHORIZATION_SCHEME} mchid="{mchid}",nonce_str="{nonce}",'
+        f'timestamp="{timestamp}",serial_no="{serial}",signature="{signature}"'
+    )
+
+
 @attrs.frozen
 class Draft:
     """An ``Authorization`` header waiting for the signature of :attr:`message`."""
@@ -48,10 +55,7 @@ class Draft:
     message: bytes = attrs.field(repr=lambda message: f"<{len(message)} bytes>")
 
     def authorization(self, signature: str) -> str:
-        return (
-            f'{AUTHORIZATION_SCHEME} mchid="{self.mchid}",nonce_str="{self.nonce}",'
-            f'timestamp="{self.timestamp}",serial_no="{self.serial}",signature="{signature}"'
-        )
+        return _authorization(self.mchid, self.serial, self.timestamp, self.nonce, signature)
 
 
 @attrs.frozen
@@ -71,8 +75,11 @@ class Signer:
 
     def authorization(self, method: str, target: str, body: bytes = b"") -> str:
         """The ``Authorization`` header value for ``method`` on ``target`` (path and query)."""
-        draft = self.draft(method, target, body)
-        return draft.authorization(rsa_sign(self.private_key, draft.message))
+        timestamp = int(self.clock())
+        nonce = self.nonce()
+        message = request_message(method, target, timestamp, nonce, body)
+        signature = rsa_sign(self.private_key, message)
+        return _authorization(self.mchid, self.serial, timestamp, nonce, signature)
 
     def draft(self, method: str, target: str, body: bytes = b"") -> Draft:
         """Everything of an ``Authorization`` header but the signature: its timestamp and

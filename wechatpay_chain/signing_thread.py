@@ -61,7 +61,8 @@ class SigningThread:
         self._jobs.append((loop, future, message))
         with self._lock:
             self._stopping = False
-            if self._thread is None:
+            # Not alive although set: this process was forked from one where it ran.
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="wechatpay-chain-signing", daemon=True
                 )

@@ -71,6 +71,12 @@ def placeholders(segments: Iterable[str]) -> list[str]:
     return names
 
 
+def _component(text: str) -> str:
+    """``text`` percent-encoded as one path segment or query component."""
+    # Letters and digits are never encoded: most ids and values skip quote()'s cost.
+    return text if text.isascii() and text.isalnum() else quote(text, safe="")
+
+
 def _placeholder_value(name: str, value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise TypeError(f"placeholder {name!r} takes a str or int, not {type(value).__name__}")
@@ -106,7 +112,7 @@ def expand(segments: Sequence[str], values: Mapping[str, object]) -> str:
         for match in _PLACEHOLDER.finditer(segment):
             parts.append(quote(segment[position : match.start()], safe=SEGMENT_SAFE))
             value = _placeholder_value(match.group(2), values[match.group(2)])
-            parts.append(value if match.group(1) else quote(value, safe=""))
+            parts.append(value if match.group(1) else _component(value))
             position = match.end()
         parts.append(quote(segment[position:], safe=SEGMENT_SAFE))
         text = "".join(parts)
@@ -126,7 +132,7 @@ def _query_text(key: str, value: str | int | float | bool) -> str:
         raise TypeError(
             f"query parameter {key!r} takes str, int, float or bool, not {type(value).__name__}"
         )
-    return quote(key, safe="") + "=" + quote(text, safe="")
+    return _component(key) + "=" + _component(text)
 
 
 def encode_query(params: Mapping[str, QueryValue] | None) -> str:
@@ -196,7 +202,7 @@ def _fill(items: tuple[str | tuple[_SegmentPiece, ...], ...], values: Mapping[st
             else:
                 name, raw = piece
                 value = _placeholder_value(name, values[name])
-                pieces.append(value if raw else quote(value, safe=""))
+                pieces.append(value if raw else _component(value))
         text = "".join(pieces)
         if text in (".", ".."):
             raise ValueError(f"{text!r} as a path segment would change which endpoint is called")
