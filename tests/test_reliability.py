@@ -199,6 +199,62 @@ async def test_a_slow_write_times_out_and_is_not_resent(wechatpay_server: FakeWe
     assert len(wechatpay_server.requests) == 1
 
 
+async def test_a_short_timeout_started_after_a_long_one_still_fires_on_time(
+    wechatpay_server: FakeWeChatPay,
+) -> None:
+    # All attempts of a client share one timer, set at the earliest deadline: a later,
+    # shorter attempt must move it forward.
+    async with wechatpay_server.client(retry=FAST) as wxpay:
+        await create(wxpay, wechatpay_server, "d-1")
+        wechatpay_server.inject(Fault.delay(0.6), times=2, method="GET")
+        patient = asyncio.ensure_future(query(wxpay, wechatpay_server, "d-1", timeout=5))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(RequestTimeoutError):
+            await query(wxpay, wechatpay_server, "d-1", timeout=0.15, retry="never")
+        assert time.monotonic() - started < 0.5
+        # The timeout's own cancellation is taken back: to asyncio (its timeouts, task
+        # groups) this task was never cancelled.
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0
+        assert (await asyncio.wait_for(patient, 5)).status == 200
+
+
+async def test_many_attempts_time_out_together_and_the_client_goes_on(
+    wechatpay_server: FakeWeChatPay,
+) -> None:
+    async with wechatpay_server.client(retry=FAST, timeout=0.2) as wxpay:
+        await create(wxpay, wechatpay_server, "d-2")
+        wechatpay_server.inject(Fault.delay(1.0), times=20, method="GET")
+        started = time.monotonic()
+        outcomes = await asyncio.gather(
+            *(query(wxpay, wechatpay_server, "d-2", retry="never") for _ in range(20)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(outcome, RequestTimeoutError) for outcome in outcomes)
+        assert time.monotonic() - started < 0.9
+        # Nothing left behind cancels a later call.
+        for _ in range(3):
+            assert (await query(wxpay, wechatpay_server, "d-2")).status == 200
+            await asyncio.sleep(0.1)
+
+
+async def test_cancelling_a_call_mid_attempt_is_a_cancellation_not_a_timeout(
+    wechatpay_server: FakeWeChatPay,
+) -> None:
+    async with wechatpay_server.client(retry=FAST, timeout=0.3) as wxpay:
+        await create(wxpay, wechatpay_server, "d-3")
+        wechatpay_server.inject(Fault.delay(1.0), method="GET")
+        call = asyncio.ensure_future(query(wxpay, wechatpay_server, "d-3"))
+        await asyncio.sleep(0.1)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        # Its deadline was cleared with it: the next call runs its full course.
+        assert (await query(wxpay, wechatpay_server, "d-3")).status == 200
+
+
 @pytest.mark.parametrize("fault", [Fault.reset_mid_body(), Fault.truncated_body()])
 async def test_a_cut_answer_raises_transport_error_and_a_read_recovers(
     wechatpay_server: FakeWeChatPay, fault: Fault
