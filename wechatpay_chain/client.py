@@ -69,6 +69,8 @@ USER_AGENT = (
 logger = logging.getLogger("wechatpay_chain")
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+# Compact UTF-8 JSON; one encoder, since json.dumps with options builds one per call.
+_JSON = jsonlib.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _MCHID = re.compile(r"[0-9]{1,32}")
 _SERIAL = re.compile(r"[0-9A-Fa-f]{1,64}")
 
@@ -480,7 +482,7 @@ def _body_bytes(method: str, json: Any, data: bytes | str | None) -> bytes | Non
         if method == "GET":
             raise TypeError("a GET request carries no body")
         # Serialised once: these very bytes are signed and sent.
-        return jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":")).encode()
+        return _JSON.encode(json).encode()
     if data is not None:
         if method == "GET":
             raise TypeError("a GET request carries no body")
