@@ -10,6 +10,7 @@ import asyncio
 import logging
 import random
 import socket
+import sys
 import time
 from typing import Any
 
@@ -217,7 +218,8 @@ async def test_a_short_timeout_started_after_a_long_one_still_fires_on_time(
         # groups) this task was never cancelled.
         task = asyncio.current_task()
         assert task is not None
-        assert task.cancelling() == 0
+        if sys.version_info >= (3, 11):  # Task.cancelling() is new in 3.11
+            assert task.cancelling() == 0
         assert (await asyncio.wait_for(patient, 5)).status == 200
 
 
