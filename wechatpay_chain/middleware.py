@@ -82,8 +82,9 @@ class SigningMiddleware:
 
     signer: Signer
     in_thread: SignInThread = "auto"
-    _thread: SigningThread = attrs.field(init=False, repr=False)
-    _in_flight: _InFlight = attrs.field(init=False, repr=False, factory=_InFlight)
+    # Working state, not configuration: left out of repr, equality and hashing.
+    _thread: SigningThread = attrs.field(init=False, repr=False, eq=False)
+    _in_flight: _InFlight = attrs.field(init=False, repr=False, eq=False, factory=_InFlight)
 
     def __attrs_post_init__(self) -> None:
         if self.in_thread not in (True, False, "auto"):
