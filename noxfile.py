@@ -42,6 +42,7 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmarks under benchmarks/: a table each, and JSON in benchmarks/results/."""
-    session.install("-e", ".")
+    # [tests]: the import benchmark times the pytest plugin, which needs pytest-asyncio.
+    session.install("-e", ".[tests]")
     for script in sorted(Path("benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)

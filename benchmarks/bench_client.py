@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import secrets
 import statistics
@@ -384,6 +385,13 @@ IMPORTS = {
 }
 
 
+def check_import_prerequisites() -> None:
+    """Before minutes of other parts: the pytest plugin's row needs its dependencies."""
+    for module in ("pytest", "pytest_asyncio"):
+        if importlib.util.find_spec(module) is None:
+            raise SystemExit(f"bench_client.py import: needs {module} (pip install -e '.[tests]')")
+
+
 def bench_import(rows: Rows, data: dict[str, Any]) -> None:
     with _bytecode_environment() as environment:
         for code in IMPORTS.values():
@@ -486,6 +494,8 @@ PARTS = {
 
 def main() -> None:
     wanted = [name for name in sys.argv[1:] if name in PARTS] or list(PARTS)
+    if "import" in wanted:
+        check_import_prerequisites()
     rows: Rows = []
     data: dict[str, Any] = {}
     for name in wanted:
