@@ -130,17 +130,17 @@ class Node:
         **placeholders: object,
     ) -> Response:
         """Send ``method`` to this path; keywords other than the options fill placeholders."""
-        return await _send(
-            self,
+        client: Requester = _client_of(self)
+        return await client._send(
             method,
+            _segments_of(self),
             json=json,
             data=data,
             params=params,
             headers=headers,
             timeout=timeout,
-            path_params=path_params,
+            path_values=_merge_path_values(path_params, placeholders),
             retry=retry,
-            placeholders=placeholders,
         )
 
     async def get(
@@ -154,17 +154,17 @@ class Node:
         retry: RetryMode = None,
         **placeholders: object,
     ) -> Response:
-        return await _send(
-            self,
+        client: Requester = _client_of(self)
+        return await client._send(
             "GET",
+            _segments_of(self),
             json=None,
             data=None,
             params=params,
             headers=headers,
             timeout=timeout,
-            path_params=path_params,
+            path_values=_merge_path_values(path_params, placeholders),
             retry=retry,
-            placeholders=placeholders,
         )
 
     async def post(
@@ -190,17 +190,17 @@ class Node:
         upload = Upload.of(
             file, filename=filename, content_type=content_type, meta=meta, on_progress=on_progress
         )
-        return await _send(
-            self,
+        client: Requester = _client_of(self)
+        return await client._send(
             "POST",
+            _segments_of(self),
             json=json,
             data=data,
             params=params,
             headers=headers,
             timeout=timeout,
-            path_params=path_params,
+            path_values=_merge_path_values(path_params, placeholders),
             retry=retry,
-            placeholders=placeholders,
             upload=upload,
         )
 
@@ -217,17 +217,17 @@ class Node:
         retry: RetryMode = None,
         **placeholders: object,
     ) -> Response:
-        return await _send(
-            self,
+        client: Requester = _client_of(self)
+        return await client._send(
             "PUT",
+            _segments_of(self),
             json=json,
             data=data,
             params=params,
             headers=headers,
             timeout=timeout,
-            path_params=path_params,
+            path_values=_merge_path_values(path_params, placeholders),
             retry=retry,
-            placeholders=placeholders,
         )
 
     async def patch(
@@ -243,17 +243,17 @@ class Node:
         retry: RetryMode = None,
         **placeholders: object,
     ) -> Response:
-        return await _send(
-            self,
+        client: Requester = _client_of(self)
+        return await client._send(
             "PATCH",
+            _segments_of(self),
             json=json,
             data=data,
             params=params,
             headers=headers,
             timeout=timeout,
-            path_params=path_params,
+            path_values=_merge_path_values(path_params, placeholders),
             retry=retry,
-            placeholders=placeholders,
         )
 
     async def delete(
@@ -269,17 +269,17 @@ class Node:
         retry: RetryMode = None,
         **placeholders: object,
     ) -> Response:
-        return await _send(
-            self,
+        client: Requester = _client_of(self)
+        return await client._send(
             "DELETE",
+            _segments_of(self),
             json=json,
             data=data,
             params=params,
             headers=headers,
             timeout=timeout,
-            path_params=path_params,
+            path_values=_merge_path_values(path_params, placeholders),
             retry=retry,
-            placeholders=placeholders,
         )
 
 
@@ -288,33 +288,3 @@ _NODE_ATTRIBUTES = frozenset(dir(Node))
 _children_of = Node.__dict__["_children"].__get__
 _client_of = Node.__dict__["_client"].__get__
 _segments_of = Node.__dict__["_segments"].__get__
-
-
-async def _send(
-    node: Node,
-    method: str,
-    *,
-    json: Any,
-    data: bytes | str | None,
-    params: Mapping[str, QueryValue] | None,
-    headers: Mapping[str, str] | None,
-    timeout: float | ClientTimeout | None,
-    path_params: Mapping[str, object] | None,
-    retry: RetryMode,
-    placeholders: dict[str, object],
-    upload: Upload | None = None,
-) -> Response:
-    # A function, not a method: a node's only public members are the verbs, and a private
-    # method would still shadow a path segment of the same name.
-    return await node._client._send(
-        method,
-        node._segments,
-        json=json,
-        data=data,
-        params=params,
-        headers=headers,
-        timeout=timeout,
-        path_values=_merge_path_values(path_params, placeholders),
-        retry=retry,
-        upload=upload,
-    )

@@ -48,6 +48,7 @@ PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
 PUBLIC_KEY_ID_PREFIX = "PUB_KEY_ID_"
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_UNKNOWN = object()  # PublicKeyStore's preferred serial, before it is worked out
 _PKCS1 = padding.PKCS1v15()
 _SHA256 = hashes.SHA256()
 _REQUIRED_HEADERS = (
@@ -90,6 +91,7 @@ class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
 
     def __init__(self, keys: Mapping[str, KeySource] | None = None) -> None:
         self._keys: dict[str, _Entry] = {}
+        self._preferred: str | object | None = _UNKNOWN
         for serial, source in (keys or {}).items():
             self.add(serial, source)
 
@@ -103,6 +105,7 @@ class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
         self._keys[_normalise_serial(serial)] = _Entry(
             serial.strip().upper(), load_verification_key(source), not_after
         )
+        self._preferred = _UNKNOWN
 
     def add_certificate(self, certificate: x509.Certificate) -> str:
         """Trust a platform certificate under its own serial, until it expires; returns the serial."""
@@ -117,6 +120,8 @@ class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
             for name, entry in self._keys.items()
             if entry.not_after is not None and entry.not_after < now
         ]
+        if gone:
+            self._preferred = _UNKNOWN
         return [self._keys.pop(name).serial for name in gone]
 
     def __getitem__(self, serial: str) -> rsa.RSAPublicKey:
@@ -140,6 +145,12 @@ class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
     def preferred_serial(self) -> str | None:
         """The key WeChat Pay should sign with (and sensitive fields are encrypted for): the
         public-key ID when one is held, else the newest certificate."""
+        # Every request names it: worked out again only when the keys change.
+        if self._preferred is _UNKNOWN:
+            self._preferred = self._choose_preferred()
+        return self._preferred  # type: ignore[return-value]
+
+    def _choose_preferred(self) -> str | None:
         entries = list(self._keys.values())
         for entry in entries:
             if entry.serial.startswith(PUBLIC_KEY_ID_PREFIX):
