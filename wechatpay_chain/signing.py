@@ -16,6 +16,8 @@ from .keys import load_private_key
 __all__ = ["AUTHORIZATION_SCHEME", "Draft", "Signer", "new_nonce", "request_message", "rsa_sign"]
 
 AUTHORIZATION_SCHEME = "WECHATPAY2-SHA256-RSA2048"
+_PKCS1 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
 
 
 def new_nonce() -> str:
@@ -33,7 +35,7 @@ def request_message(method: str, target: str, timestamp: int, nonce: str, body: 
 
 def rsa_sign(private_key: rsa.RSAPrivateKey, message: bytes) -> str:
     """RSASSA-PKCS1-v1_5 with SHA-256, standard Base64."""
-    signature = private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    signature = private_key.sign(message, _PKCS1, _SHA256)
     return base64.b64encode(signature).decode("ascii")
 
 
