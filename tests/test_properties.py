@@ -267,6 +267,45 @@ def test_literal_segment_from_the_chain_is_percent_encoded(value: str) -> None:
     assert unquote(target[len("/v3/x/") :], errors="strict") == value
 
 
+SEGMENTS = st.one_of(
+    st.text(max_size=6),
+    st.sampled_from([".", "..", "{a}", "{+b}", "x{a}y", "{a}{b}", "{a}.{b}", "{+a}", "v3", "中"]),
+)
+VALUES = st.one_of(
+    st.text(max_size=5),
+    st.integers(),
+    st.sampled_from([".", "..", "", True, None, 1.5, "a/b", "%2F"]),
+)
+
+
+@bounded(400)
+@given(segments=st.lists(SEGMENTS, min_size=1, max_size=5), data=st.data())
+def test_the_compiled_target_is_what_expand_gives_or_raises(
+    segments: list[str], data: st.DataObject
+) -> None:
+    # request_target compiles each path once; it must agree with expand, the reference,
+    # on the result and on the error (type and words) for any path and values: mostly a
+    # value for each placeholder, sometimes one missing or one too many.
+    names = placeholders(segments)
+    values: dict[str, object] = {name: data.draw(VALUES) for name in names}
+    change = data.draw(st.sampled_from(["none", "none", "none", "drop", "add"]))
+    if change == "drop" and values:
+        values.pop(data.draw(st.sampled_from(sorted(values))))
+    elif change == "add":
+        values["c"] = data.draw(VALUES)
+
+    def outcome(build: Callable[[], str]) -> tuple[str, str]:
+        try:
+            return ("ok", build())
+        except (TypeError, ValueError) as error:
+            return (type(error).__name__, str(error))
+
+    for _ in range(2):  # the second time from the compiled cache
+        assert outcome(lambda: request_target(segments, values, None)) == outcome(
+            lambda: expand(segments, values)
+        )
+
+
 # -- 4. the query string --------------------------------------------------------------------------
 
 QUERY_TEXT = st.text(alphabet=UNICODE, max_size=12)
