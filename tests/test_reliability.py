@@ -7,14 +7,17 @@ not allow to be resent, never hang, and never leak a connection.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import socket
 import sys
 import time
+import weakref
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from wechatpay_chain import (
     ApiError,
@@ -435,3 +438,27 @@ async def test_soak_2000_requests_at_concurrency_200_with_10_percent_faults(
     while wechatpay_server.open_connections and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     assert wechatpay_server.open_connections == 0
+
+
+def test_a_closed_client_keeps_no_event_loop_alive(
+    wechatpay_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey],
+) -> None:
+    # Attempt deadlines keep a timer on the loop; a closed client, still referenced, must
+    # not keep that loop (and what hangs from it) alive.
+    merchant_key, wechatpay_key = wechatpay_keys
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def one_call() -> WeChatPay:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        async with FakeWeChatPay(
+            merchant_private_key=merchant_key, wechatpay_private_key=wechatpay_key
+        ) as server:
+            wxpay = server.client()
+            async with wxpay:
+                await create(wxpay, server, "l-1")
+            return wxpay
+
+    kept = asyncio.run(one_call())
+    gc.collect()
+    assert loops[0]() is None, "a closed client kept its event loop alive"
+    assert kept.mchid  # the client itself is still here

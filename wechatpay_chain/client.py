@@ -294,6 +294,8 @@ class WeChatPay:
         """Close the session this client opened (a session passed in is left open)."""
         self._closed = True
         self._signing.stop()
+        # The cached retry middlewares hold their deadlines' timers, and so the loop.
+        self._middlewares.clear()
         if self._certificates is not None:
             await self._certificates.stop()
         session, self._session = self._session, None

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import weakref
 
 __all__ = ["Deadline", "Deadlines", "raise_if_expired"]
 
@@ -29,9 +28,10 @@ __all__ = ["Deadline", "Deadlines", "raise_if_expired"]
 class Deadline:
     """One attempt's: its task, when it is due (loop time), and whether it came."""
 
-    __slots__ = ("cancelling", "expired", "task", "when")
+    __slots__ = ("cancelling", "expired", "home", "task", "when")
 
-    def __init__(self, task: asyncio.Task[object], when: float) -> None:
+    def __init__(self, home: _LoopDeadlines, task: asyncio.Task[object], when: float) -> None:
+        self.home = home
         self.task = task
         self.when = when
         self.cancelling = task.cancelling()
@@ -41,10 +41,15 @@ class Deadline:
 class _LoopDeadlines:
     """The deadlines of one event loop, and its one timer."""
 
-    __slots__ = ("live", "loop", "timer", "timer_when")
+    __slots__ = ("live", "loop", "loops", "timer", "timer_when")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        loops: dict[asyncio.AbstractEventLoop, _LoopDeadlines],
+    ) -> None:
         self.loop = loop
+        self.loops = loops  # the owner's, to leave once idle (and not keep the loop alive)
         self.live: dict[Deadline, None] = {}
         self.timer: asyncio.TimerHandle | None = None
         self.timer_when = math.inf
@@ -73,6 +78,8 @@ class _LoopDeadlines:
                 earliest = min(earliest, deadline.when)
         if earliest < math.inf:
             self._set_timer(earliest)
+        else:  # idle: nothing here refers to the loop any more
+            self.loops.pop(self.loop, None)
 
 
 class Deadlines:
@@ -81,9 +88,8 @@ class Deadlines:
     __slots__ = ("_loops",)
 
     def __init__(self) -> None:
-        # By loop, weakly: a client may outlive a loop (a test's, say).
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopDeadlines]
-        self._loops = weakref.WeakKeyDictionary()
+        # By loop; an entry leaves when its timer finds nothing left to watch.
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopDeadlines] = {}
 
     def start(self, seconds: float) -> Deadline:
         """The deadline of the current task, ``seconds`` from now."""
@@ -93,16 +99,14 @@ class Deadlines:
             raise RuntimeError("a deadline needs a task")
         per_loop = self._loops.get(loop)
         if per_loop is None:
-            per_loop = self._loops[loop] = _LoopDeadlines(loop)
-        deadline = Deadline(task, loop.time() + seconds)
+            per_loop = self._loops[loop] = _LoopDeadlines(loop, self._loops)
+        deadline = Deadline(per_loop, task, loop.time() + seconds)
         per_loop.add(deadline)
         return deadline
 
     def finish(self, deadline: Deadline) -> None:
         """The attempt ended (the timer, if set for it, finds nothing and moves on)."""
-        per_loop = self._loops.get(deadline.task.get_loop())
-        if per_loop is not None:
-            per_loop.live.pop(deadline, None)
+        deadline.home.live.pop(deadline, None)
 
 
 def raise_if_expired(deadline: Deadline, error: asyncio.CancelledError) -> None:
