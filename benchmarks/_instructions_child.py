@@ -117,6 +117,8 @@ async def _run(
     baseline = Baseline(url, MCHID, SERIAL, merchant, PUBLIC_KEY_ID, wechatpay.public_key(), plain)
     try:
         async with client:
+            # The orders of bench_client._create_orders, written out here: importing
+            # bench_client would generate its RSA keys, whose cost varies from run to run.
             for out_trade_no in (QUERIED, CLOSED):
                 await client.v3.pay.transactions.native.post(
                     json={

@@ -10,9 +10,9 @@ Write a path the way it reads in the docs, await a verb, and get back a verified
 # imports the package without calling WeChat Pay over HTTP (the pytest plugin pytest loads
 # in every run, a webhook receiver that only verifies notifications, ``--help``). The client
 # brings aiohttp, about 180 ms to import, when ``WeChatPay`` is first named.
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_names
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -80,17 +80,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{home}", __name__), name)
-    globals()[name] = value  # found directly from now on
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(globals(), _HOMES)
 
 
 __all__ = [
