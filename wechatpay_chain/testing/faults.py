@@ -22,6 +22,7 @@ FaultKind = Literal[
     "bad_ciphertext",
     "reset_mid_body",
     "truncated_body",
+    "stall_mid_body",
 ]
 
 
@@ -60,6 +61,12 @@ class Fault:
     def truncated_body(cls) -> Fault:
         """Announce the whole body's length, send half of it, then close the connection."""
         return cls("truncated_body")
+
+    @classmethod
+    def stall_mid_body(cls, seconds: float) -> Fault:
+        """Send the signed headers and half the body, wait ``seconds``, then the rest (a
+        server or network that stalls while the answer is being read)."""
+        return cls("stall_mid_body", seconds=seconds)
 
     @classmethod
     def raw(cls, status: int, body: bytes, content_type: str = "text/html") -> Fault:

@@ -476,22 +476,31 @@ class FakeWeChatPay:
         if reply.stream is not None:  # a file: streamed and unsigned, as WeChat Pay sends them
             return await reply.stream(request)
         response = self._signed_response(reply, fault, request.headers.get("Wechatpay-Serial"))
-        if fault is not None and fault.kind in ("reset_mid_body", "truncated_body"):
-            return await self._cut_short(request, response, reset=fault.kind == "reset_mid_body")
+        if fault is not None and fault.kind in (
+            "reset_mid_body",
+            "truncated_body",
+            "stall_mid_body",
+        ):
+            return await self._in_two_halves(request, response, fault)
         return response
 
     @staticmethod
-    async def _cut_short(
-        request: web.Request, complete: web.Response, *, reset: bool
+    async def _in_two_halves(
+        request: web.Request, complete: web.Response, fault: Fault
     ) -> web.StreamResponse:
         body = bytes(complete.body or b"")  # type: ignore[arg-type]
         partial = web.StreamResponse(status=complete.status, headers=complete.headers)
         partial.content_length = len(body)
         await partial.prepare(request)
-        await partial.write(body[: len(body) // 2])
-        if request.transport is not None:
+        half = len(body) // 2
+        await partial.write(body[:half])
+        if fault.kind == "stall_mid_body":
+            await asyncio.sleep(fault.seconds)
+            await partial.write(body[half:])
+            await partial.write_eof()
+        elif request.transport is not None:
             # An RST (reset) or a plain FIN (truncated): the client reads a short body either way.
-            request.transport.abort() if reset else request.transport.close()
+            request.transport.abort() if fault.kind == "reset_mid_body" else request.transport.close()
         return partial
 
     async def _dispatch(self, recorded: RecordedRequest) -> Reply:
