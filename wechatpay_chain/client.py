@@ -428,7 +428,13 @@ class WeChatPay:
                 raise_for_status=False,
                 middlewares=middlewares,
             ) as answer:
-                return answer.status, answer.headers, await _read_by(answer, ends)
+                # Read already (and verified) within the attempt, nearly always.
+                body = (
+                    await answer.read()
+                    if ends is None or answer.content.at_eof()
+                    else await _read_by(answer, ends)
+                )
+                return answer.status, answer.headers, body
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
             raise ConnectError(
                 f"{method} {target}: cannot connect to {base_url}: {error}"
@@ -462,11 +468,9 @@ def _aiohttp_timeout(attempt: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
     return attrs.evolve(attempt, total=None)
 
 
-async def _read_by(answer: aiohttp.ClientResponse, ends: float | None) -> bytes:
-    """The answer's body. A verified answer was read, and checked, within its attempt; any
-    other (an error's, an unsigned download's) is read here, by ``ends`` (monotonic)."""
-    if ends is None or answer.content.at_eof():
-        return await answer.read()
+async def _read_by(answer: aiohttp.ClientResponse, ends: float) -> bytes:
+    """The body of an answer not read within its attempt (a final error's, an unsigned
+    download's), read by ``ends`` (monotonic)."""
     return await asyncio.wait_for(answer.read(), max(ends - time.monotonic(), 0.0))
 
 

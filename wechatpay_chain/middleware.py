@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("wechatpay_chain")
+# Deadlines need Task.uncancel (3.11); 3.10 bounds an attempt with wait_for.
+_TASKS_UNCANCEL = sys.version_info >= (3, 11)
 
 # Endpoints whose 2xx answer is a file stream that WeChat Pay does not sign (PROTOCOL.md
 # section 2.5). Matched at the end of the path so that a base URL with a path prefix works.
@@ -185,7 +187,7 @@ class RetryMiddleware:
             try:
                 if self.attempt_timeout is None:
                     response = await handler(request)
-                elif sys.version_info >= (3, 11):
+                elif _TASKS_UNCANCEL:
                     # asyncio.timeout's semantics with one timer for all attempts (see
                     # deadlines.py); not wait_for's extra task either.
                     deadline = self._deadlines.start(self.attempt_timeout)
