@@ -27,7 +27,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the package and the tests."""
+    """mypy --strict over the package, the tests and the benchmarks."""
     session.install("-e", ".[lint]")
     session.run("mypy")
 

@@ -258,6 +258,71 @@ async def run_sample(
     )
 
 
+async def run_turns(
+    calls: dict[str, Call], total: int, block: int, server_cpu: Callable[[], float] = lambda: 0.0
+) -> dict[str, Sample]:
+    """Concurrency 1, the cases taking turns: ``block`` calls of each, in order and then in
+    the reverse order, until each has made ``total``. Every case then sees the same moments
+    of a shared machine, within a fraction of a second of the others, where samples run one
+    after the other are seconds apart (and drift apart by several hundredths).
+
+    The server's CPU cannot be told apart at this grain (its clock ticks are 10 ms): each
+    case is given the round's, per request, pooled over all cases.
+    """
+    names = list(calls)
+    for name in names:  # one warm-up call each: a connection in every pool
+        await asyncio.wait_for(calls[name](0), RUN_TIMEOUT)
+    wall = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
+    loop_cpu = dict.fromkeys(names, 0.0)
+    lateness: dict[str, list[float]] = {name: [] for name in names}
+    current = [names[0]]
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set() and sum(map(len, lateness.values())) < MAX_TICKS:
+            running, due = current[0], time.perf_counter() + TICK
+            await asyncio.sleep(TICK)
+            lateness[running].append(time.perf_counter() - due)
+
+    async def turn(call: Call, start: int) -> None:
+        for index in range(start, start + block):
+            await call(index)
+
+    ticking = asyncio.create_task(ticker())
+    server = server_cpu()
+    try:
+        for number, start in enumerate(range(0, total, block)):
+            for name in names if number % 2 == 0 else names[::-1]:
+                current[0] = name
+                started, used, used_here = (
+                    time.perf_counter(),
+                    time.process_time(),
+                    time.thread_time(),
+                )
+                await asyncio.wait_for(turn(calls[name], start), RUN_TIMEOUT)
+                wall[name] += time.perf_counter() - started
+                cpu[name] += time.process_time() - used
+                loop_cpu[name] += time.thread_time() - used_here
+        server = server_cpu() - server
+    finally:
+        done.set()
+        await ticking
+    made = len(range(0, total, block)) * block
+    return {
+        name: Sample(
+            per_second=made / wall[name],
+            cpu_per_request=cpu[name] / made,
+            lag_p50=percentile(lateness[name], 0.50),
+            lag_p99=percentile(lateness[name], 0.99),
+            loop_cpu_per_request=loop_cpu[name] / made,
+            requests=made,
+            server_cpu=server / len(names),
+        )
+        for name in names
+    }
+
+
 def median_sample(samples: list[Sample]) -> Sample:
     """Medians of each measure; the server's CPU pooled (its clock ticks are coarse)."""
     return Sample(

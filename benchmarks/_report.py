@@ -7,7 +7,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def interleaved(
-    cases: dict[str, Callable[[], None]], *, rounds: int, per_round: int
+    cases: Mapping[str, Callable[[], object]], *, rounds: int, per_round: int
 ) -> dict[str, float]:
     """Median seconds per call of each case, the cases taking turns round by round so that
     a noisy neighbour slows them alike."""

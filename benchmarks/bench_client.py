@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -46,6 +46,7 @@ from _e2e import (
     median_sample,
     replace_signing,
     run_sample,
+    run_turns,
 )
 from _fake_server import ServerProcess, serve_in_subprocess
 from _report import interleaved, report
@@ -65,6 +66,8 @@ OUT_TRADE_NO = "1217752501201407033233368018"
 # End to end: (concurrency, requests per sample); every case at every level, each round.
 LEVELS = ((1, 500), (16, 1500), (128, 3000))
 ROUNDS = 8
+#: At concurrency 1 the cases take turns every TURN calls (about 25 ms each).
+TURN = 25
 
 
 def _new_key() -> rsa.RSAPrivateKey:
@@ -205,12 +208,6 @@ BUDGET = "tried: inline, 0.5 ms loop budget"
 FLOOR = "floor: aiohttp, no crypto"
 
 
-@attrs.frozen
-class Case:
-    call: Call
-    patches: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
-
-
 async def _create_orders(client: WeChatPay) -> None:
     for out_trade_no in (QUERIED, CLOSED):
         await client.v3.pay.transactions.native.post(
@@ -250,14 +247,14 @@ async def _end_to_end(server: ServerProcess) -> dict[str, dict[int, list[Sample]
     baseline = Baseline(
         url, MCHID, SERIAL, MERCHANT_KEY, PUBLIC_KEY_ID, WECHATPAY_KEY.public_key(), session
     )
-    cases = {
-        BASELINE: Case(baseline_call(baseline)),
-        LIBRARY: Case(library_call(shipped)),
-        INLINE: Case(library_call(library(sign_in_thread=False))),
-        THREAD: Case(library_call(library(sign_in_thread=True))),
-        EXECUTOR: Case(library_call(executor)),
-        BUDGET: Case(library_call(budgeted)),
-        FLOOR: Case(baseline_call(Floor(baseline))),
+    cases: dict[str, Call] = {
+        BASELINE: baseline_call(baseline),
+        LIBRARY: library_call(shipped),
+        INLINE: library_call(library(sign_in_thread=False)),
+        THREAD: library_call(library(sign_in_thread=True)),
+        EXECUTOR: library_call(executor),
+        BUDGET: library_call(budgeted),
+        FLOOR: baseline_call(Floor(baseline)),
     }
     samples: dict[str, dict[int, list[Sample]]] = {
         name: {level: [] for level, _ in LEVELS} for name in cases
@@ -268,13 +265,17 @@ async def _end_to_end(server: ServerProcess) -> dict[str, dict[int, list[Sample]
         deadline = time.monotonic() + 600
         for round_ in range(ROUNDS):
             for concurrency, total in LEVELS:
-                # Every case at this level, back to back, starting with another each round.
+                if concurrency == 1:
+                    # Taking turns every TURN calls: see run_turns.
+                    by_case = await run_turns(cases, total, TURN, server.cpu_seconds)
+                    for name, sample in by_case.items():
+                        samples[name][concurrency].append(sample)
+                    continue
+                # Every case at this level, back to back, starting with another each round
+                # (at higher concurrency a sample needs its length to ramp up and down).
                 shift = round_ % len(names)
                 for name in names[shift:] + names[:shift]:
-                    with cases[name].patches():
-                        sample = await run_sample(
-                            cases[name].call, concurrency, total, server.cpu_seconds
-                        )
+                    sample = await run_sample(cases[name], concurrency, total, server.cpu_seconds)
                     samples[name][concurrency].append(sample)
             print(f"  e2e round {round_ + 1}/{ROUNDS}", file=sys.stderr)
             if time.monotonic() > deadline:
