@@ -222,7 +222,27 @@ async def _create_orders(client: WeChatPay) -> None:
         )
 
 
-async def _end_to_end(server: ServerProcess) -> dict[str, dict[int, list[Sample]]]:
+@attrs.define
+class Measured:
+    """Every case's samples by concurrency, and for each sample the baseline's rate it is
+    compared with: the same round's at concurrency 1, where the cases take turns every few
+    calls; the mean of the baseline samples just before and just after it elsewhere."""
+
+    samples: dict[str, dict[int, list[Sample]]]
+    baseline_rates: dict[str, dict[int, list[float]]]
+
+    def ratios(self, name: str, concurrency: int) -> list[float]:
+        return [
+            sample.per_second / rate
+            for sample, rate in zip(
+                self.samples[name][concurrency],
+                self.baseline_rates[name][concurrency],
+                strict=True,
+            )
+        ]
+
+
+async def _end_to_end(server: ServerProcess) -> Measured:
     url = server.url
     public_key_pem = WECHATPAY_KEY.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -256,31 +276,45 @@ async def _end_to_end(server: ServerProcess) -> dict[str, dict[int, list[Sample]
         BUDGET: library_call(budgeted),
         FLOOR: baseline_call(Floor(baseline)),
     }
-    samples: dict[str, dict[int, list[Sample]]] = {
-        name: {level: [] for level, _ in LEVELS} for name in cases
-    }
+    measured = Measured(
+        {name: {level: [] for level, _ in LEVELS} for name in cases},
+        {name: {level: [] for level, _ in LEVELS} for name in cases},
+    )
+
+    def record(name: str, concurrency: int, sample: Sample, baseline_rate: float) -> None:
+        measured.samples[name][concurrency].append(sample)
+        measured.baseline_rates[name][concurrency].append(baseline_rate)
+
     try:
         await _create_orders(shipped)
-        names = list(cases)
-        deadline = time.monotonic() + 600
+        others = [name for name in cases if name != BASELINE]
+        deadline = time.monotonic() + 900
         for round_ in range(ROUNDS):
             for concurrency, total in LEVELS:
                 if concurrency == 1:
                     # Taking turns every TURN calls: see run_turns.
                     by_case = await run_turns(cases, total, TURN, server.cpu_seconds)
                     for name, sample in by_case.items():
-                        samples[name][concurrency].append(sample)
+                        record(name, 1, sample, by_case[BASELINE].per_second)
                     continue
-                # Every case at this level, back to back, starting with another each round
-                # (at higher concurrency a sample needs its length to ramp up and down).
-                shift = round_ % len(names)
-                for name in names[shift:] + names[:shift]:
+                # Whole samples (at higher concurrency a sample needs its length to ramp up
+                # and down), a baseline sample between every two, starting with another
+                # case each round: each case is compared with the baseline on either side.
+                shift = round_ % len(others)
+                before = await run_sample(cases[BASELINE], concurrency, total, server.cpu_seconds)
+                for name in others[shift:] + others[:shift]:
                     sample = await run_sample(cases[name], concurrency, total, server.cpu_seconds)
-                    samples[name][concurrency].append(sample)
+                    after = await run_sample(
+                        cases[BASELINE], concurrency, total, server.cpu_seconds
+                    )
+                    record(name, concurrency, sample, (before.per_second + after.per_second) / 2)
+                    record(BASELINE, concurrency, before, before.per_second)
+                    before = after
+                record(BASELINE, concurrency, before, before.per_second)
             print(f"  e2e round {round_ + 1}/{ROUNDS}", file=sys.stderr)
             if time.monotonic() > deadline:
                 break
-        return samples
+        return measured
     finally:
         for client in clients:
             await client.close()
@@ -305,7 +339,8 @@ def _server_config() -> dict[str, str]:
 
 def bench_end_to_end(rows: Rows, data: dict[str, Any]) -> None:
     with serve_in_subprocess(_server_config()) as server:
-        samples = asyncio.run(_end_to_end(server))
+        measured = asyncio.run(_end_to_end(server))
+    samples = measured.samples
     rounds = len(samples[BASELINE][LEVELS[0][0]])
     rows.append(
         (
@@ -316,14 +351,11 @@ def bench_end_to_end(rows: Rows, data: dict[str, Any]) -> None:
     results: dict[str, Any] = {}
     for concurrency, total in LEVELS:
         rows.append((f"  concurrency {concurrency} ({total} requests a sample)", ""))
-        base = samples[BASELINE][concurrency]
         for name, by_level in samples.items():
             runs = by_level[concurrency]
             middle = median_sample(runs)
-            # Paired per round: the two ran within seconds, under the same neighbours.
-            ratio = statistics.median(
-                run.per_second / other.per_second for run, other in zip(runs, base, strict=True)
-            )
+            # Paired: each sample against the baseline next to it, under the same neighbours.
+            ratio = statistics.median(measured.ratios(name, concurrency))
             rows.append(
                 (
                     f"    {name}",
@@ -337,6 +369,7 @@ def bench_end_to_end(rows: Rows, data: dict[str, Any]) -> None:
                 "server_cpu_per_request": middle.server_cpu / middle.requests,
                 "ratio_to_baseline": ratio,
                 "samples": [attrs.asdict(sample) for sample in runs],
+                "ratios": measured.ratios(name, concurrency),
             }
     data["end_to_end"] = results
 
