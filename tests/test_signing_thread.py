@@ -4,10 +4,14 @@ server: on the event loop's thread, in the signing worker thread, or by load ("a
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
+import warnings
 from typing import Any
 
+import aiohttp
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -165,3 +169,64 @@ async def test_a_client_closed_mid_signature_leaves_no_thread_behind(
 def test_sign_in_thread_takes_only_its_three_values(wechatpay_server: FakeWeChatPay) -> None:
     with pytest.raises(ConfigError, match="'auto'"):
         wechatpay_server.client(sign_in_thread="sometimes")
+
+
+async def _sign_and_send_in_the_child(
+    url: str, middlewares: tuple[aiohttp.ClientMiddlewareType, ...], key: RecordingKey
+) -> int:
+    """In a forked child: one request through the parent's signing middleware, on a loop
+    of the child's own. 0 when it was signed in a worker thread and answered, else 2."""
+    async with (
+        aiohttp.ClientSession(middlewares=middlewares) as session,
+        session.post(
+            url + "/v3/security/echo",
+            data=b'{"echo_message":"child"}',
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        ) as answer,
+    ):
+        await answer.read()
+        status = answer.status
+    return 0 if status == 200 and key.threads[-1] == WORKER_NAME else 2
+
+
+async def test_a_forked_process_signs_with_a_worker_of_its_own(
+    wechatpay_server: FakeWeChatPay,
+) -> None:
+    # The worker thread of the parent does not exist in a child forked after it started
+    # (a pre-fork server, say): the child's first signature must start a new one, not wait
+    # for ever on a thread that is gone.
+    key = recording_key(wechatpay_server)
+    async with wechatpay_server.client(private_key=key, sign_in_thread=True) as wxpay:
+        assert await echo_many(wxpay, 1) == [200]
+        assert workers(), "no signing thread in the parent"
+        readable, writable = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads (3.12+)
+            child = os.fork()
+        if child == 0:  # pragma: no cover - the child process, which never returns
+            outcome = 1
+            try:
+                outcome = asyncio.run(
+                    asyncio.wait_for(
+                        _sign_and_send_in_the_child(wechatpay_server.url, wxpay.middlewares, key),
+                        10,
+                    )
+                )
+            finally:
+                os.write(writable, bytes([outcome]))
+                os._exit(0)
+        os.close(writable)
+        # The parent's loop serves the child's request meanwhile.
+        loop = asyncio.get_running_loop()
+        reading = loop.run_in_executor(None, os.read, readable, 1)
+        try:
+            reported = await asyncio.wait_for(asyncio.shield(reading), 20)
+        finally:
+            os.kill(child, signal.SIGKILL)  # a child that hangs; harmless once it has exited
+            await reading  # returns once the child's end of the pipe is closed
+            os.close(readable)
+            await loop.run_in_executor(None, os.waitpid, child, 0)
+    assert reported == bytes([0]), "the child's request was not signed in a worker of its own"
+    assert [request.body for request in wechatpay_server.requests][-1] == (
+        b'{"echo_message":"child"}'
+    )
