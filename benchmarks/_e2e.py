@@ -176,6 +176,21 @@ def replace_signing(client: WeChatPay, signing: ExecutorSigning | BudgetedSignin
     client._signing = signing  # type: ignore[assignment]
 
 
+async def create_orders(client: WeChatPay) -> None:
+    """The two orders the calls below query and close, created on the server once."""
+    for out_trade_no in (QUERIED, CLOSED):
+        await client.v3.pay.transactions.native.post(
+            json={
+                "appid": "wxd678efh567hg6787",
+                "mchid": MCHID,
+                "description": "benchmark",
+                "out_trade_no": out_trade_no,
+                "notify_url": "https://127.0.0.1/notify",
+                "amount": {"total": 1},
+            }
+        )
+
+
 def library_call(client: WeChatPay) -> Call:
     async def call(index: int) -> None:
         # The chain is built on every call, as an application writes it.

@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _e2e import CLOSED, MCHID, QUERIED, Baseline, Call, baseline_call, library_call
+from _e2e import (
+    CLOSED,
+    MCHID,
+    QUERIED,
+    Baseline,
+    Call,
+    baseline_call,
+    create_orders,
+    library_call,
+)
 from _fake_server import serve_in_subprocess
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -117,19 +126,7 @@ async def _run(
     baseline = Baseline(url, MCHID, SERIAL, merchant, PUBLIC_KEY_ID, wechatpay.public_key(), plain)
     try:
         async with client:
-            # The orders of bench_client._create_orders, written out here: importing
-            # bench_client would generate its RSA keys, whose cost varies from run to run.
-            for out_trade_no in (QUERIED, CLOSED):
-                await client.v3.pay.transactions.native.post(
-                    json={
-                        "appid": "wxd678efh567hg6787",
-                        "mchid": MCHID,
-                        "description": "benchmark",
-                        "out_trade_no": out_trade_no,
-                        "notify_url": "https://127.0.0.1/notify",
-                        "amount": {"total": 1},
-                    }
-                )
+            await create_orders(client)
             call = {
                 "baseline": lambda: baseline_call(baseline),
                 "middlewares": lambda: _middlewares_call(url, with_middlewares),

@@ -32,7 +32,6 @@ import attrs
 from _e2e import (
     CLOSED,
     MCHID,
-    QUERIED,
     Baseline,
     BudgetedSigning,
     Call,
@@ -41,6 +40,7 @@ from _e2e import (
     LoopBudget,
     Sample,
     baseline_call,
+    create_orders,
     gate_verifying,
     library_call,
     median_sample,
@@ -208,20 +208,6 @@ BUDGET = "tried: inline, 0.5 ms loop budget"
 FLOOR = "floor: aiohttp, no crypto"
 
 
-async def _create_orders(client: WeChatPay) -> None:
-    for out_trade_no in (QUERIED, CLOSED):
-        await client.v3.pay.transactions.native.post(
-            json={
-                "appid": "wxd678efh567hg6787",
-                "mchid": MCHID,
-                "description": "benchmark",
-                "out_trade_no": out_trade_no,
-                "notify_url": "https://127.0.0.1/notify",
-                "amount": {"total": 1},
-            }
-        )
-
-
 @attrs.define
 class Measured:
     """Every case's samples by concurrency, and for each sample the baseline's rate it is
@@ -286,7 +272,7 @@ async def _end_to_end(server: ServerProcess) -> Measured:
         measured.baseline_rates[name][concurrency].append(baseline_rate)
 
     try:
-        await _create_orders(shipped)
+        await create_orders(shipped)
         others = [name for name in cases if name != BASELINE]
         deadline = time.monotonic() + 900
         for round_ in range(ROUNDS):
