@@ -23,6 +23,7 @@ from ._version import __version__
 from .certificates import CERTIFICATES_TARGET, CertificateCache, CertificateManager
 from .chain import Node, is_dunder
 from .crypto import apiv3_key_bytes, rsa_oaep_decrypt, rsa_oaep_encrypt
+from .endpoints._root import TypedRoot
 from .errors import ApiError, ConfigError, ConnectError, RequestTimeoutError, TransportError
 from .files import (
     Bills,
@@ -102,7 +103,7 @@ def _as_timeout(timeout: float | aiohttp.ClientTimeout) -> aiohttp.ClientTimeout
     return aiohttp.ClientTimeout(total=float(timeout))
 
 
-class WeChatPay:
+class WeChatPay(TypedRoot):
     """A WeChat Pay API v3 client for one merchant.
 
     Construction loads and checks the keys (so a bad configuration fails here, not at the

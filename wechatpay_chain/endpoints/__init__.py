@@ -1,0 +1,2 @@
+"""What is known of each endpoint ahead of the call, generated from the OpenAPI description
+of WeChat Pay (MIT; see ``NOTICE``): the typed surface of the chain and the endpoint table."""
