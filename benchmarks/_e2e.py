@@ -168,12 +168,14 @@ class ExecutorSigning:
 def replace_signing(client: WeChatPay, signing: ExecutorSigning | BudgetedSigning) -> None:
     """BENCHMARK ONLY: swap the client's signing middleware through a private attribute.
 
-    ``WeChatPay._exchange`` passes ``(retry, self._signing, self._verifying)`` to aiohttp;
-    replacing ``_signing`` changes nothing else. Fails loudly if that changes.
+    ``Transport`` passes ``(retry, self.signing, self.verifying)`` to aiohttp, built on
+    first use; replacing ``signing`` before the first call changes nothing else. Fails
+    loudly if that changes.
     """
-    if not isinstance(getattr(client, "_signing", None), SigningMiddleware):
-        raise RuntimeError("WeChatPay no longer keeps its SigningMiddleware in _signing")
-    client._signing = signing  # type: ignore[assignment]
+    transport = client._transport
+    if not isinstance(getattr(transport, "signing", None), SigningMiddleware):
+        raise RuntimeError("the client's Transport no longer keeps its SigningMiddleware")
+    transport.signing = signing  # type: ignore[assignment]
 
 
 async def create_orders(client: WeChatPay) -> None:
@@ -395,7 +397,7 @@ class LoopBudget:
 
 def gate_verifying(client: WeChatPay, gate: LoopBudget) -> None:
     """BENCHMARK ONLY: an answer waits for its turn of the loop before it is verified."""
-    verifying = client._verifying
+    verifying = client._transport.verifying
 
     async def gated(request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         async def answered(sent: ClientRequest) -> ClientResponse:
@@ -405,7 +407,7 @@ def gate_verifying(client: WeChatPay, gate: LoopBudget) -> None:
 
         return await verifying(request, answered)
 
-    client._verifying = gated  # type: ignore[assignment]
+    client._transport.verifying = gated  # type: ignore[assignment]
 
 
 @attrs.define(eq=False)

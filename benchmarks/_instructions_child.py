@@ -9,7 +9,7 @@ the end-to-end benchmark, with inline signing so that every instruction is on th
 * ``baseline``: the hand-written client of ``_e2e.py``;
 * ``middlewares``: a plain aiohttp session with ``wxpay.middlewares`` (retry, signing,
   verifying), the target and headers written by hand;
-* ``send``: the client below the chain (``WeChatPay._send``: target, body, headers,
+* ``send``: the client below the chain (``WeChatPay.build_request`` and ``send``: target, body, headers,
   timeouts, the middlewares, errors, the ``Response``);
 * ``library``: the whole library, the chain built on every call.
 """
@@ -20,7 +20,6 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from _e2e import (
@@ -85,26 +84,25 @@ def _middlewares_call(url: str, session: aiohttp.ClientSession) -> Call:
 def _send_call(client: WeChatPay) -> Call:
     node = client.v3.pay.transactions.outTradeNo._out_trade_no_
     query, close = node._segments, node.close._segments
-    options: dict[str, Any] = {"data": None, "headers": None, "timeout": None}
 
     async def call(index: int) -> None:
         if index % 2:
-            await client._send(
-                "GET",
-                query,
-                json=None,
-                params={"mchid": MCHID},
-                path_values={"out_trade_no": QUERIED},
-                **options,
+            await client.send(
+                client.build_request(
+                    "GET",
+                    query,
+                    params={"mchid": MCHID},
+                    path_params={"out_trade_no": QUERIED},
+                )
             )
         else:
-            await client._send(
-                "POST",
-                close,
-                json={"mchid": MCHID},
-                params=None,
-                path_values={"out_trade_no": CLOSED},
-                **options,
+            await client.send(
+                client.build_request(
+                    "POST",
+                    close,
+                    json={"mchid": MCHID},
+                    path_params={"out_trade_no": CLOSED},
+                )
             )
 
     return call

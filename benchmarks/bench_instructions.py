@@ -31,7 +31,7 @@ CHILD = Path(__file__).parent / "_instructions_child.py"
 LAYERS = {
     "baseline": "baseline: hand-written, inline",
     "middlewares": "aiohttp + wxpay.middlewares, target by hand",
-    "send": "WeChatPay._send (no chain)",
+    "send": "WeChatPay.send (no chain)",
     "library": "the library, chain built per call",
 }
 FEW, MANY = 40, 240

@@ -130,7 +130,7 @@ async def test_body_arguments_are_checked_before_sending(
     with pytest.raises(TypeError, match="GET request carries no body"):
         await wechatpay_client.v3.x.request("GET", json={"a": 1})
     with pytest.raises(TypeError, match="data= takes bytes or str"):
-        await wechatpay_client.v3.x.post(data=123)  # type: ignore[arg-type]
+        await wechatpay_client.v3.x.post(data=123)
     with pytest.raises(TypeError):
         await wechatpay_client.v3.x.post(json={"not serialisable": object()})
     assert wechatpay_server.requests == []

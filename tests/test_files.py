@@ -296,9 +296,9 @@ async def test_bad_upload_calls_fail_before_anything_is_sent(
     with pytest.raises(TypeError, match="go with file="):
         await upload.post(json={"a": 1}, meta={"x": 1})
     with pytest.raises(TypeError, match="binary file"):
-        await upload.post(file=io.StringIO("text"), filename="a.png")  # type: ignore[arg-type]
+        await upload.post(file=io.StringIO("text"), filename="a.png")
     with pytest.raises(TypeError, match="file= takes"):
-        await upload.post(file=12345, filename="a.png")  # type: ignore[arg-type]
+        await upload.post(file=12345, filename="a.png")
     with pytest.raises(ValueError, match="CR, LF"):
         await upload.post(file=image(10), filename="a.png\r\nX-Evil: 1")
     assert wechatpay_server.requests == []
@@ -515,14 +515,16 @@ async def test_a_download_url_on_another_host_raises_before_anything_is_sent(
 
 
 async def test_the_failover_host_is_trusted_too(wechatpay_server: FakeWeChatPay) -> None:
-    async with wechatpay_server.client(failover_url="http://localhost:1") as wxpay:
-        from wechatpay_chain.files import download_url
-
-        assert str(download_url(wxpay, "http://localhost:1/v3/billdownload/file?token=t")) == (
-            "http://localhost:1/v3/billdownload/file?token=t"
-        )
+    backup = wechatpay_server.url.replace("127.0.0.1", "localhost")
+    async with wechatpay_server.client(failover_url=backup) as wxpay:
+        # The backup host's URL is sent (the fake refuses the made-up token)...
+        with pytest.raises(ApiError):
+            await wxpay.download(backup + "/v3/billdownload/file?token=t")
+        assert [r.path for r in wechatpay_server.requests] == ["/v3/billdownload/file"]
+        # ...a third host's is not.
         with pytest.raises(UntrustedHostError):
-            download_url(wxpay, "http://localhost:2/v3/billdownload/file?token=t")
+            await wxpay.download("http://localhost:2/v3/billdownload/file?token=t")
+    assert len(wechatpay_server.requests) == 1
 
 
 async def test_a_download_token_expires_after_30_seconds(

@@ -70,3 +70,47 @@ def test_star_import_gives_every_public_name() -> None:
         "print(sorted(set(wechatpay_chain.__all__) - set(ns)))"
     )
     assert names == "[]"
+
+
+def test_the_chain_and_the_pure_modules_import_without_aiohttp() -> None:
+    loaded = fresh_python(
+        "import sys; import wechatpay_chain.chain, wechatpay_chain.uri, wechatpay_chain._wire, "
+        "wechatpay_chain.errors, wechatpay_chain.signing, wechatpay_chain.verifying, "
+        "wechatpay_chain.keys, wechatpay_chain.crypto; "
+        "print(sorted(m for m in ('aiohttp', 'wechatpay_chain.client') if m in sys.modules))"
+    )
+    assert loaded == "[]"
+
+
+def test_the_chain_imports_no_cryptography() -> None:
+    loaded = fresh_python("import sys, wechatpay_chain.chain; print('cryptography' in sys.modules)")
+    assert loaded == "False"
+
+
+def test_every_error_and_the_configuration_values_are_exported_from_the_root() -> None:
+    from wechatpay_chain import errors
+
+    missing = set(errors.__all__) - set(wechatpay_chain.__all__)
+    assert not missing
+    assert {"RetryPolicy", "DirectoryCertificateCache", "MessageSigner"} <= set(
+        wechatpay_chain.__all__
+    )
+
+
+def test_no_module_imports_another_in_a_cycle() -> None:
+    # Every module imported on its own, first, in a fresh interpreter: a cycle shows as an
+    # ImportError of a partially initialised module.
+    import pkgutil
+
+    modules = [
+        info.name
+        for info in pkgutil.walk_packages(wechatpay_chain.__path__, "wechatpay_chain.")
+        if not info.name.endswith(("pytest_plugin", "__main__"))
+    ]
+    code = (
+        "import importlib, subprocess, sys\n"
+        f"for name in {modules!r}:\n"
+        "    done = subprocess.run([sys.executable, '-c', 'import ' + name], capture_output=True)\n"
+        "    if done.returncode: print(name, done.stderr.decode()[-300:])\n"
+    )
+    assert fresh_python(code) == ""

@@ -1,4 +1,4 @@
-"""wechatpay_chain: an asyncio-native WeChat Pay API v3 client.
+"""wechatpay_chain: an asyncio-native WeChat Pay API client.
 
 Write a path the way it reads in the docs, await a verb, and get back a verified answer::
 
@@ -16,15 +16,26 @@ from ._lazy import lazy_names
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .certificates import (
+        CertificateManager,
+        DirectoryCertificateCache,
+    )
     from .chain import Node
-    from .client import WeChatPay
+    from .client import (
+        REGIONS,
+        WeChatPay,
+    )
     from .errors import (
         ApiError,
+        BodyTooLargeError,
+        ClientClosedError,
         ConfigError,
         ConnectError,
         DecryptionError,
         HashMismatchError,
         InvalidNotificationError,
+        InvalidResponseError,
+        LoopMismatchError,
         MissingSignatureHeaderError,
         ProbeSignatureError,
         RequestTimeoutError,
@@ -37,32 +48,65 @@ if TYPE_CHECKING:
         VerificationError,
         WeChatPayError,
     )
-    from .files import BillParser, BillStream, Download, ParsedBill, parse_bill
-    from .middleware import SigningMiddleware, VerifyingMiddleware
-    from .notifications import Acknowledgement, Notification
+    from .files import (
+        BillParser,
+        Bills,
+        BillStream,
+        Download,
+        ParsedBill,
+        Upload,
+        parse_bill,
+    )
+    from .middleware import (
+        RetryMiddleware,
+        SigningMiddleware,
+        VerifyingMiddleware,
+    )
+    from .notifications import (
+        Acknowledgement,
+        Notification,
+    )
     from .response import Response
-    from .signing import Signer
-    from .verifying import PublicKeyStore, Verifier
+    from .retries import RetryPolicy
+    from .signing import (
+        MessageSigner,
+        Signer,
+    )
+    from .verifying import (
+        PublicKeyStore,
+        Verifier,
+    )
 
 _HOMES = {
     "Acknowledgement": "notifications",
     "ApiError": "errors",
     "BillParser": "files",
     "BillStream": "files",
+    "Bills": "files",
+    "BodyTooLargeError": "errors",
+    "CertificateManager": "certificates",
+    "ClientClosedError": "errors",
     "ConfigError": "errors",
     "ConnectError": "errors",
     "DecryptionError": "errors",
+    "DirectoryCertificateCache": "certificates",
     "Download": "files",
     "HashMismatchError": "errors",
     "InvalidNotificationError": "errors",
+    "InvalidResponseError": "errors",
+    "LoopMismatchError": "errors",
+    "MessageSigner": "signing",
     "MissingSignatureHeaderError": "errors",
     "Node": "chain",
     "Notification": "notifications",
     "ParsedBill": "files",
     "ProbeSignatureError": "errors",
     "PublicKeyStore": "verifying",
+    "REGIONS": "client",
     "RequestTimeoutError": "errors",
     "Response": "response",
+    "RetryMiddleware": "middleware",
+    "RetryPolicy": "retries",
     "SignatureMismatchError": "errors",
     "Signer": "signing",
     "SigningMiddleware": "middleware",
@@ -71,6 +115,7 @@ _HOMES = {
     "UnknownSerialError": "errors",
     "UnsupportedSignatureTypeError": "errors",
     "UntrustedHostError": "errors",
+    "Upload": "files",
     "VerificationError": "errors",
     "Verifier": "verifying",
     "VerifyingMiddleware": "middleware",
@@ -84,16 +129,25 @@ __getattr__, __dir__ = lazy_names(globals(), _HOMES)
 
 
 __all__ = [
+    "REGIONS",
     "Acknowledgement",
     "ApiError",
     "BillParser",
     "BillStream",
+    "Bills",
+    "BodyTooLargeError",
+    "CertificateManager",
+    "ClientClosedError",
     "ConfigError",
     "ConnectError",
     "DecryptionError",
+    "DirectoryCertificateCache",
     "Download",
     "HashMismatchError",
     "InvalidNotificationError",
+    "InvalidResponseError",
+    "LoopMismatchError",
+    "MessageSigner",
     "MissingSignatureHeaderError",
     "Node",
     "Notification",
@@ -102,6 +156,8 @@ __all__ = [
     "PublicKeyStore",
     "RequestTimeoutError",
     "Response",
+    "RetryMiddleware",
+    "RetryPolicy",
     "SignatureMismatchError",
     "Signer",
     "SigningMiddleware",
@@ -110,6 +166,7 @@ __all__ = [
     "UnknownSerialError",
     "UnsupportedSignatureTypeError",
     "UntrustedHostError",
+    "Upload",
     "VerificationError",
     "Verifier",
     "VerifyingMiddleware",

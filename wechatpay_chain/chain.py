@@ -6,7 +6,11 @@ source code, a small set, so each node keeps the children it has built (at most
 in a request handler is a few dictionary look-ups after its first call. Values never become
 attributes (they fill placeholders), so nothing grows with the traffic. The verbs are a
 node's only public members, because real paths contain segments named ``close``,
-``upload``, ``notify``, ``file`` and ``bills``.
+``upload``, ``notify``, ``file`` and ``bills``; each is one call of :meth:`Node.request`,
+which hands everything to the client: it builds the
+:class:`~wechatpay_chain._request.Request` and sends it.
+
+Pure: importing this module imports neither aiohttp nor cryptography.
 """
 
 from __future__ import annotations
@@ -14,53 +18,41 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .files import ProgressCallback, Upload, UploadSource
-from .retries import RetryMode
-from .uri import QueryValue, attribute_segment, split_path
+from .uri import attribute_segment, split_path
 
 if TYPE_CHECKING:
-    from aiohttp import ClientTimeout
-
+    from ._request import Request
+    from .files.uploads import ProgressCallback, Upload, UploadSource
     from .response import Response
+    from .retries import RetryMode
+    from .uri import QueryValue
 
-__all__ = ["Node"]
+__all__ = ["MAX_CACHED_CHILDREN", "Node"]
+
+#: Children a node remembers; a program that builds more distinct names under one node
+#: (from data, say) still works, only without the cache.
+MAX_CACHED_CHILDREN = 256
 
 
-class Requester(Protocol):
-    """What a node needs from its client: one way to send a request."""
+class Client(Protocol):
+    """What a node needs from its client: build a request, and send it."""
 
-    async def _send(
+    def build_request(
         self,
         method: str,
-        segments: tuple[str, ...],
+        path: tuple[str, ...],
         *,
         json: Any,
         data: bytes | str | None,
         params: Mapping[str, QueryValue] | None,
         headers: Mapping[str, str] | None,
-        timeout: float | ClientTimeout | None,
-        path_values: Mapping[str, object],
-        retry: RetryMode = None,
-        upload: Upload | None = None,
-    ) -> Response: ...
+        timeout: Any,
+        retry: RetryMode,
+        path_params: Mapping[str, object] | None,
+        upload: Upload | None,
+    ) -> Request: ...
 
-
-def _merge_path_values(
-    path_params: Mapping[str, object] | None, keywords: dict[str, object]
-) -> dict[str, object]:
-    if not path_params:
-        return keywords
-    both = sorted(set(path_params) & set(keywords))
-    if both:
-        raise TypeError(
-            f"placeholder {', '.join(map(repr, both))} given both as keyword and in path_params"
-        )
-    return {**path_params, **keywords}
-
-
-#: Children a node remembers; a program that builds more distinct names under one node
-#: (from data, say) still works, only without the cache.
-MAX_CACHED_CHILDREN = 256
+    async def send(self, request: Request) -> Response: ...
 
 
 def is_dunder(name: str) -> bool:
@@ -72,11 +64,11 @@ class Node:
 
     __slots__ = ("_children", "_client", "_segments")
 
-    _client: Requester
+    _client: Client
     _segments: tuple[str, ...]
     _children: dict[str, Node]
 
-    def __init__(self, client: Requester, segments: tuple[str, ...]) -> None:
+    def __init__(self, client: Client, segments: tuple[str, ...]) -> None:
         object.__setattr__(self, "_client", client)
         object.__setattr__(self, "_segments", segments)
         object.__setattr__(self, "_children", {})
@@ -109,7 +101,7 @@ class Node:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"path nodes are immutable; cannot delete {name!r}")
 
-    def __reduce__(self) -> tuple[type[Node], tuple[Requester, tuple[str, ...]]]:
+    def __reduce__(self) -> tuple[type[Node], tuple[Client, tuple[str, ...]]]:
         return (Node, (self._client, self._segments))
 
     def __repr__(self) -> str:
@@ -124,60 +116,9 @@ class Node:
         data: bytes | str | None = None,
         params: Mapping[str, QueryValue] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | ClientTimeout | None = None,
-        path_params: Mapping[str, object] | None = None,
+        timeout: float | Any = None,
         retry: RetryMode = None,
-        **placeholders: object,
-    ) -> Response:
-        """Send ``method`` to this path; keywords other than the options fill placeholders."""
-        client: Requester = _client_of(self)
-        return await client._send(
-            method,
-            _segments_of(self),
-            json=json,
-            data=data,
-            params=params,
-            headers=headers,
-            timeout=timeout,
-            path_values=_merge_path_values(path_params, placeholders),
-            retry=retry,
-        )
-
-    async def get(
-        self,
-        /,
-        *,
-        params: Mapping[str, QueryValue] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | ClientTimeout | None = None,
         path_params: Mapping[str, object] | None = None,
-        retry: RetryMode = None,
-        **placeholders: object,
-    ) -> Response:
-        client: Requester = _client_of(self)
-        return await client._send(
-            "GET",
-            _segments_of(self),
-            json=None,
-            data=None,
-            params=params,
-            headers=headers,
-            timeout=timeout,
-            path_values=_merge_path_values(path_params, placeholders),
-            retry=retry,
-        )
-
-    async def post(
-        self,
-        /,
-        *,
-        json: Any = None,
-        data: bytes | str | None = None,
-        params: Mapping[str, QueryValue] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | ClientTimeout | None = None,
-        path_params: Mapping[str, object] | None = None,
-        retry: RetryMode = None,
         file: UploadSource | None = None,
         filename: str | None = None,
         content_type: str | None = None,
@@ -185,102 +126,76 @@ class Node:
         on_progress: ProgressCallback | None = None,
         **placeholders: object,
     ) -> Response:
-        """``file=`` (bytes, a path, a binary file or an async iterator of bytes) makes this
-        the signed multipart media upload; see :mod:`wechatpay_chain.files`."""
-        upload = Upload.of(
-            file, filename=filename, content_type=content_type, meta=meta, on_progress=on_progress
-        )
-        client: Requester = _client_of(self)
-        return await client._send(
-            "POST",
+        """Send ``method`` to this path; keywords other than the options fill placeholders.
+
+        ``file=`` (bytes, a path, a binary file or an async iterator of bytes, with
+        ``filename=``, ``content_type=``, ``meta=``, ``on_progress=``) makes a ``POST`` the
+        signed multipart media upload; see :mod:`wechatpay_chain.files`.
+        """
+        upload = None
+        if file is not None or filename or content_type or meta or on_progress:
+            from .files.uploads import Upload  # noqa: PLC0415 - only uploads need it
+
+            upload = Upload.of(
+                file,
+                filename=filename,
+                content_type=content_type,
+                meta=meta,
+                on_progress=on_progress,
+            )
+            if method.upper() != "POST":
+                raise TypeError(f"file= goes with post(), not {method.lower()}()")
+        client: Client = _client_of(self)
+        built = client.build_request(
+            method,
             _segments_of(self),
             json=json,
             data=data,
             params=params,
             headers=headers,
             timeout=timeout,
-            path_values=_merge_path_values(path_params, placeholders),
             retry=retry,
+            path_params=_path_values(path_params, placeholders),
             upload=upload,
         )
+        return await client.send(built)
 
-    async def put(
-        self,
-        /,
-        *,
-        json: Any = None,
-        data: bytes | str | None = None,
-        params: Mapping[str, QueryValue] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | ClientTimeout | None = None,
-        path_params: Mapping[str, object] | None = None,
-        retry: RetryMode = None,
-        **placeholders: object,
-    ) -> Response:
-        client: Requester = _client_of(self)
-        return await client._send(
-            "PUT",
-            _segments_of(self),
-            json=json,
-            data=data,
-            params=params,
-            headers=headers,
-            timeout=timeout,
-            path_values=_merge_path_values(path_params, placeholders),
-            retry=retry,
-        )
+    async def get(self, /, **options: Any) -> Response:
+        """``GET`` this path: ``params=``, ``headers=``, ``timeout=``, ``retry=`` and the
+        placeholders' values; a ``GET`` takes no body."""
+        return await self.request("GET", **options)
 
-    async def patch(
-        self,
-        /,
-        *,
-        json: Any = None,
-        data: bytes | str | None = None,
-        params: Mapping[str, QueryValue] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | ClientTimeout | None = None,
-        path_params: Mapping[str, object] | None = None,
-        retry: RetryMode = None,
-        **placeholders: object,
-    ) -> Response:
-        client: Requester = _client_of(self)
-        return await client._send(
-            "PATCH",
-            _segments_of(self),
-            json=json,
-            data=data,
-            params=params,
-            headers=headers,
-            timeout=timeout,
-            path_values=_merge_path_values(path_params, placeholders),
-            retry=retry,
-        )
+    async def post(self, /, **options: Any) -> Response:
+        """``POST`` this path: ``json=`` or ``data=`` (or ``file=``, an upload), and the
+        options of :meth:`request`."""
+        return await self.request("POST", **options)
 
-    async def delete(
-        self,
-        /,
-        *,
-        json: Any = None,
-        data: bytes | str | None = None,
-        params: Mapping[str, QueryValue] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | ClientTimeout | None = None,
-        path_params: Mapping[str, object] | None = None,
-        retry: RetryMode = None,
-        **placeholders: object,
-    ) -> Response:
-        client: Requester = _client_of(self)
-        return await client._send(
-            "DELETE",
-            _segments_of(self),
-            json=json,
-            data=data,
-            params=params,
-            headers=headers,
-            timeout=timeout,
-            path_values=_merge_path_values(path_params, placeholders),
-            retry=retry,
+    async def put(self, /, **options: Any) -> Response:
+        """``PUT`` this path, with the options of :meth:`request`."""
+        return await self.request("PUT", **options)
+
+    async def patch(self, /, **options: Any) -> Response:
+        """``PATCH`` this path, with the options of :meth:`request`."""
+        return await self.request("PATCH", **options)
+
+    async def delete(self, /, **options: Any) -> Response:
+        """``DELETE`` this path, with the options of :meth:`request`."""
+        return await self.request("DELETE", **options)
+
+
+def _path_values(
+    path_params: Mapping[str, object] | None, keywords: dict[str, object]
+) -> dict[str, object]:
+    if path_params is None:
+        return keywords
+    if not isinstance(path_params, Mapping):
+        raise TypeError(f"path_params= takes a mapping, not {type(path_params).__name__}")
+    both = sorted(set(path_params) & set(keywords))
+    if both:
+        raise TypeError(
+            f"placeholder {', '.join(map(repr, both))} given both as keyword and in path_params"
         )
+    return {**path_params, **keywords}
 
 
 # The class's own names (verbs, slots, dunders) and direct slot readers, for the hot path.

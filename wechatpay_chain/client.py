@@ -1,12 +1,14 @@
-"""``WeChatPay``: configuration, the aiohttp session's lifecycle, and the root of the chain."""
+"""``WeChatPay``: configuration, lifecycle, and the root of the chain.
+
+A verb builds a :class:`~wechatpay_chain._request.Request` (:meth:`WeChatPay.build_request`)
+and the client's :class:`~wechatpay_chain._transport.Transport` sends it
+(:meth:`WeChatPay.send`); ``_transport.py`` holds the way of one request.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json as jsonlib
-import logging
+import ipaddress
 import platform
-import random
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -14,109 +16,144 @@ from types import TracebackType
 from typing import Any, Literal
 
 import aiohttp
-import attrs
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from ._request import (
+    METHODS,
+    Request,
+    check_retry_mode,
+    check_timeout,
+    request_body,
+    request_headers,
+)
+from ._transport import Transport
 from ._version import __version__
 from .certificates import CERTIFICATES_TARGET, CertificateCache, CertificateManager
 from .chain import Node, is_dunder
 from .crypto import apiv3_key_bytes, rsa_oaep_decrypt, rsa_oaep_encrypt
 from .endpoints._root import TypedRoot
-from .errors import ApiError, ConfigError, ConnectError, RequestTimeoutError, TransportError
-from .files import (
-    Bills,
-    Download,
-    Opening,
-    ProgressCallback,
-    Upload,
-    UploadPayload,
-    open_download,
-)
+from .errors import ApiError, ConfigError
+from .files import Bills, Download, Opening, ProgressCallback, Upload
+from .files.downloads import DOWNLOAD_TIMEOUT
 from .keys import KeySource
-from .middleware import RetryMiddleware, SigningMiddleware, SignInThread, VerifyingMiddleware
+from .middleware import MAX_RESPONSE_BODY, RetryMiddleware, SignInThread
 from .notifications import Notifications
 from .payments import Payments
 from .response import Response
-from .retries import RetryMode, RetryPolicy, is_idempotent_method
-from .signing import Signer, new_nonce
+from .retries import RetryMode, RetryPolicy
+from .signing import MessageSigner, Signer, new_nonce
 from .uri import QueryValue, request_target, split_path
 from .verifying import PublicKeyStore, Verifier
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "USER_AGENT", "WeChatPay"]
+__all__ = [
+    "BACKUP_HOSTS",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TIMEOUT",
+    "REGIONS",
+    "USER_AGENT",
+    "WeChatPay",
+]
 
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
-#: Per attempt. Generous for a payment API whose slowest documented calls answer in
-#: seconds; the connect limit fails fast when a host is unreachable, so a retry or the
-#: backup host still fits in the retry policy's deadline.
+#: Per attempt, the answer's body included. Generous for a payment API whose slowest
+#: documented calls answer in seconds; the connect limit fails fast when a host is
+#: unreachable, so a retry or the backup host still fits in the retry policy's deadline.
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
 #: The backup host of each primary (PROTOCOL.md section 10), used after connection failures.
 BACKUP_HOSTS = {
     "api.mch.weixin.qq.com": "api2.mch.weixin.qq.com",
     "api.wechatpay.cn": "api2.wechatpay.cn",
+    "apihk.mch.weixin.qq.com": "apihk2.mch.weixin.qq.com",
 }
-#: Appended to the User-Agent of a request sent to the backup host, as the Java SDK does.
-FAILOVER_USER_AGENT_SUFFIX = " (Retried-V1)"
-# WeChat Pay closes idle connections after about 8 s; reusing one it already closed would
-# cost a failed attempt, so the pool drops them first.
-_KEEPALIVE_SECONDS = 5.0
+#: Named base URLs: ``WeChatPay(..., base_url=REGIONS["hk"])``. ``cn`` is the mainland
+#: host, ``hk`` the Hong Kong host of cross-border and overseas merchants (its backup is
+#: ``apihk2``), ``cn-wechatpay`` the mainland host's newer domain.
+REGIONS = {
+    "cn": "https://api.mch.weixin.qq.com",
+    "cn-wechatpay": "https://api.wechatpay.cn",
+    "hk": "https://apihk.mch.weixin.qq.com",
+}
 
 USER_AGENT = (
     f"wechatpay-chain/{__version__} aiohttp/{aiohttp.__version__} "
     f"Python/{platform.python_version()} ({platform.system()})"
 )
+_BASE_HEADERS = {"Accept": "application/json", "User-Agent": USER_AGENT}
 
-logger = logging.getLogger("wechatpay_chain")
-
-_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-# Compact UTF-8 JSON; one encoder, since json.dumps with options builds one per call.
-_JSON = jsonlib.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _MCHID = re.compile(r"[0-9]{1,32}")
 _SERIAL = re.compile(r"[0-9A-Fa-f]{1,64}")
 
 
-def _check_config(
-    mchid: object, serial: object, apiv3_key: str | bytes | None, base_url: object
-) -> tuple[bytes | None, str]:
-    if not isinstance(mchid, str) or not _MCHID.fullmatch(mchid):
-        raise ConfigError("mchid: expected the merchant ID as a str of digits, e.g. '1900000109'")
-    if not isinstance(serial, str) or not _SERIAL.fullmatch(serial):
-        raise ConfigError(
-            "serial: expected the merchant API certificate serial number in hexadecimal "
-            "(merchant platform > API security), e.g. '408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB'"
-        )
-    key = None if apiv3_key is None else apiv3_key_bytes(apiv3_key)
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(name: str, base_url: object, allow_http: bool) -> str:
     if not isinstance(base_url, str):
-        raise ConfigError("base_url: expected a str such as 'https://api.mch.weixin.qq.com'")
+        raise ConfigError(f"{name}: expected a str such as 'https://api.mch.weixin.qq.com'")
+    base_url = REGIONS.get(base_url, base_url)
     url = URL(base_url)
     if url.scheme not in ("http", "https") or not url.host or url.query_string or url.fragment:
-        raise ConfigError(f"base_url: expected http(s)://host[:port][/prefix]; got {base_url!r}")
-    return key, base_url.rstrip("/")
+        raise ConfigError(f"{name}: expected https://host[:port][/prefix]; got {base_url!r}")
+    if url.user is not None or url.password is not None:
+        raise ConfigError(f"{name}: credentials do not belong in the URL")
+    if url.scheme == "http" and not (allow_http or _is_loopback(url.host)):
+        raise ConfigError(
+            f"{name}: {base_url!r} is plain http: requests, signatures and answers would "
+            "cross the network in clear. Use https (plain http is accepted for loopback "
+            "hosts, such as the fake server, or with allow_http=True)"
+        )
+    return base_url.rstrip("/")
 
 
-def _as_timeout(timeout: float | aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
-    if isinstance(timeout, aiohttp.ClientTimeout):
-        return timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ConfigError("timeout: expected seconds > 0 or an aiohttp.ClientTimeout")
-    return aiohttp.ClientTimeout(total=float(timeout))
+def _failover(base_url: str, failover_url: str | None, allow_http: bool) -> str | None:
+    if failover_url != "auto":
+        if failover_url is None:
+            return None
+        return _check_base_url("failover_url", failover_url, allow_http)
+    url = URL(base_url)
+    # Only WeChat Pay's own hosts have a known backup; a proxy or a fake server has none.
+    backup = (
+        BACKUP_HOSTS.get(url.host or "")
+        if url.scheme == "https" and url.path in ("", "/")
+        else None
+    )
+    return None if backup is None else f"https://{backup}"
+
+
+def _check_callable(name: str, value: object) -> None:
+    if not callable(value):
+        raise ConfigError(f"{name}: expected a callable; got {value!r}")
+
+
+def _check_size(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name}: expected a number of bytes > 0; got {value!r}")
+    return value
 
 
 class WeChatPay(TypedRoot):
     """A WeChat Pay API v3 client for one merchant.
 
-    Construction loads and checks the keys (so a bad configuration fails here, not at the
-    first payment) and touches no network; the aiohttp session is opened on first use
-    inside the running loop, or by ``async with``, and closed by :meth:`close`. A
-    ``session`` passed in is used as it is and left open.
+    Construction loads and checks the keys and every option (so a bad configuration fails
+    here, not at the first payment) and touches no network; the aiohttp session is opened
+    on first use inside the running loop, or by ``async with``, and closed by
+    :meth:`close`. A ``session`` passed in is used as it is and left open. A client belongs
+    to the event loop it first runs in (see :class:`~wechatpay_chain.SyncWeChatPay` for
+    blocking code).
     """
 
     def __init__(
         self,
         mchid: str,
         serial: str,
-        private_key: KeySource,
+        private_key: KeySource | MessageSigner,
         public_keys: Mapping[str, KeySource] | None = None,
         *,
         apiv3_key: str | bytes | None = None,
@@ -128,52 +165,75 @@ class WeChatPay(TypedRoot):
         certificates: Literal["auto", "off"] = "auto",
         certificate_cache: CertificateCache | None = None,
         sign_in_thread: SignInThread = "auto",
+        max_response_body: int = MAX_RESPONSE_BODY,
+        allow_http: bool = False,
         clock: Callable[[], float] = time.time,
         nonce: Callable[[], str] = new_nonce,
     ) -> None:
-        self._apiv3_key, self._base_url = _check_config(mchid, serial, apiv3_key, base_url)
-        self._failover_url = _failover(self._base_url, failover_url)
-        self._retry = retry if retry is not None else RetryPolicy(attempts=1)
-        self._rng = random.Random()  # noqa: S311 - jitter, not secrets
+        if not isinstance(mchid, str) or not _MCHID.fullmatch(mchid):
+            raise ConfigError(
+                "mchid: expected the merchant ID as a str of digits, e.g. '1900000109'"
+            )
+        if not isinstance(serial, str) or not _SERIAL.fullmatch(serial):
+            raise ConfigError(
+                "serial: expected the merchant API certificate serial number in hexadecimal "
+                "(merchant platform > API security), e.g. '408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB'"
+            )
         self._mchid = mchid
-        self._timeout = _as_timeout(timeout)
-        self._aiohttp_timeout = _aiohttp_timeout(self._timeout)
-        # The middlewares of a call with the client's own timeout, by retry mode and whether
-        # the answer is verified: at most six tuples, built on first use.
-        self._middlewares: dict[
-            tuple[RetryMode, aiohttp.ClientTimeout, bool], tuple[aiohttp.ClientMiddlewareType, ...]
-        ] = {}
-        self._clock = clock
-        self._signer = Signer(mchid, serial, private_key, clock=clock, nonce=nonce)
-        self._public_keys = PublicKeyStore(public_keys)
-        self._verifier = Verifier(self._public_keys, clock=clock)
+        apiv3 = None if apiv3_key is None else apiv3_key_bytes(apiv3_key)
+        base = _check_base_url("base_url", base_url, allow_http)
+        failover = _failover(base, failover_url, allow_http)
+        self._timeout = check_timeout(timeout)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigError(
+                f"retry: expected a RetryPolicy or None; got {retry!r} (per call, "
+                "retry='idempotent' or 'never' goes to the verb)"
+            )
+        _check_callable("clock", clock)
+        _check_callable("nonce", nonce)
         if sign_in_thread not in (True, False, "auto"):
             raise ConfigError(
                 f"sign_in_thread: expected True, False or 'auto'; got {sign_in_thread!r}"
             )
         if certificates not in ("auto", "off"):
             raise ConfigError(f"certificates: expected 'auto' or 'off'; got {certificates!r}")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise ConfigError(f"session: expected an aiohttp.ClientSession; got {session!r}")
+        max_body = _check_size("max_response_body", max_response_body)
+        self._clock = clock
+        self._signer = Signer(mchid, serial, private_key, clock=clock, nonce=nonce)
+        self._public_keys = PublicKeyStore(public_keys)
+        self._verifier = Verifier(self._public_keys, clock=clock)
         # Platform certificates are managed when the APIv3 key (which decrypts them) is known.
         self._certificates = (
             CertificateManager(
                 fetch=self._download_certificates,
                 store=self._public_keys,
-                cipher=AESGCM(self._apiv3_key),
+                cipher=AESGCM(apiv3),
                 clock=clock,
                 cache=certificate_cache,
             )
-            if certificates == "auto" and self._apiv3_key is not None
+            if certificates == "auto" and apiv3 is not None
             else None
         )
         learn = None if self._certificates is None else self._certificates.learn
-        self._signing = SigningMiddleware(self._signer, in_thread=sign_in_thread)
-        self._verifying = VerifyingMiddleware(self._verifier, learn)
-        self._notifications = Notifications(self._verifier, self._apiv3_key, learn)
+        self._transport = Transport(
+            base_url=base,
+            failover_url=failover,
+            timeout=self._timeout,
+            retry=retry if retry is not None else RetryPolicy(attempts=1),
+            signer=self._signer,
+            verifier=self._verifier,
+            learn=learn,
+            sign_in_thread=sign_in_thread,
+            max_body=max_body,
+            session=session,
+            on_open=None if self._certificates is None else self._certificates.start,
+        )
+        self._notifications = Notifications(self._verifier, apiv3, learn)
         self._payments = Payments(self._signer)
-        self._session = session
-        self._owns_session = session is None
+        self._bills = Bills(query=self._query, fetch=self._fetch_download)
         self._root = Node(self, ())  # keeps the chains built from it (see chain.py)
-        self._closed = False
 
     # -- the root of the chain -------------------------------------------------------------
 
@@ -200,7 +260,12 @@ class WeChatPay(TypedRoot):
 
     @property
     def base_url(self) -> str:
-        return self._base_url
+        return self._transport.base_url
+
+    @property
+    def failover_url(self) -> str | None:
+        """The backup base URL tried after a connection failure, if any."""
+        return self._transport.failover_url
 
     @property
     def certificates(self) -> CertificateManager | None:
@@ -214,18 +279,23 @@ class WeChatPay(TypedRoot):
         return self._public_keys
 
     @property
-    def failover_url(self) -> str | None:
-        """The backup base URL tried after a connection failure, if any."""
-        return self._failover_url
-
-    @property
     def middlewares(self) -> tuple[aiohttp.ClientMiddlewareType, ...]:
         """Retry, signing and verifying, for an ``aiohttp.ClientSession(middlewares=...)``
-        of your own (the default retry rules; no per-attempt timeout)."""
-        return (RetryMiddleware(self._retry, rng=self._rng), self._signing, self._verifying)
+        of your own (the default retry rules; no per-attempt timeout). They sign only
+        requests to this client's WeChat Pay hosts and never follow a redirect."""
+        transport = self._transport
+        return (
+            RetryMiddleware(transport.retry, rng=transport.rng),
+            transport.signing,
+            transport.verifying,
+        )
 
     def __repr__(self) -> str:
-        return f"<WeChatPay mchid={self._mchid!r} base_url={self._base_url!r}>"
+        # Never raises, not even for a client whose constructor failed half-way.
+        mchid = self.__dict__.get("_mchid", "?")
+        transport = self.__dict__.get("_transport")
+        base_url = "?" if transport is None else transport.base_url
+        return f"<WeChatPay mchid={mchid!r} base_url={base_url!r}>"
 
     # -- helpers beside the chain ------------------------------------------------------------
 
@@ -243,7 +313,7 @@ class WeChatPay(TypedRoot):
     def bills(self) -> Bills:
         """Trade and fund-flow bills, applied for, downloaded, gunzipped and SHA-1-verified
         as they stream: ``await wxpay.bills.trade("2026-05-01")``."""
-        return Bills(self)
+        return self._bills
 
     def download(
         self,
@@ -256,9 +326,7 @@ class WeChatPay(TypedRoot):
         ``/v3/merchant-service/images/{media_id}``), streamed: ``await`` it for a
         :class:`~wechatpay_chain.files.Download`, or ``async with`` it. A URL outside this
         client's WeChat Pay hosts raises ``UntrustedHostError`` before anything is sent."""
-        return Opening(
-            lambda: open_download(self, url_or_target, on_progress=on_progress, timeout=timeout)
-        )
+        return Opening(lambda: self._fetch_download(url_or_target, on_progress, timeout))
 
     def encrypt(self, text: str) -> str:
         """Encrypt a sensitive request field for WeChat Pay (RSA-OAEP, Base64).
@@ -268,19 +336,36 @@ class WeChatPay(TypedRoot):
         """
         serial = self._public_keys.preferred_serial
         if serial is None:
+            if self._certificates is not None:
+                raise ConfigError(
+                    "encrypt: no WeChat Pay key is known yet. In certificate mode the "
+                    "platform certificates are downloaded on first use: call "
+                    "'await wxpay.certificates.refresh()' (or make any call) first, or "
+                    "configure public_keys={PUB_KEY_ID: key}"
+                )
             raise ConfigError(
-                "public_keys: encrypting a sensitive field needs a WeChat Pay public key"
+                "encrypt: encrypting a sensitive field needs a WeChat Pay public key: "
+                "configure public_keys={PUB_KEY_ID: key}, or an apiv3_key for certificates"
             )
         return rsa_oaep_encrypt(self._public_keys[serial], text)
 
     def decrypt(self, ciphertext: str) -> str:
         """Decrypt a sensitive field WeChat Pay encrypted for this merchant (RSA-OAEP)."""
-        return rsa_oaep_decrypt(self._signer.private_key, ciphertext)
+        if self._signer.external:
+            raise ConfigError(
+                "decrypt: the merchant key is held by an external signer, which only signs; "
+                "decrypt the field where the key is"
+            )
+        return rsa_oaep_decrypt(self._signer.private_key, ciphertext)  # type: ignore[arg-type]
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> WeChatPay:
-        self._get_session()
+        try:
+            self._transport.open()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(
@@ -292,226 +377,95 @@ class WeChatPay(TypedRoot):
         await self.close()
 
     async def close(self) -> None:
-        """Close the session this client opened (a session passed in is left open)."""
-        self._closed = True
-        self._signing.stop()
-        # The cached retry middlewares hold their deadlines' timers, and so the loop.
-        self._middlewares.clear()
+        """Close the session this client opened (a session passed in is left open). Calls
+        in flight end with :class:`~wechatpay_chain.errors.ClientClosedError`; calling it
+        again does nothing."""
+        self._transport.signing.stop()
         if self._certificates is not None:
             await self._certificates.stop()
-        session, self._session = self._session, None
-        if session is not None and self._owns_session:
-            await session.close()
+        await self._transport.close()
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise RuntimeError("this WeChatPay client is closed; create a new one")
-        if self._session is None:
-            connector = aiohttp.TCPConnector(keepalive_timeout=_KEEPALIVE_SECONDS)
-            self._session = aiohttp.ClientSession(connector=connector)
-        if self._certificates is not None:
-            self._certificates.start()  # once; it refreshes in the background until close()
-        return self._session
+    # -- requests --------------------------------------------------------------------------
 
-    # -- sending ---------------------------------------------------------------------------
-
-    async def _send(
+    def build_request(
         self,
         method: str,
-        segments: tuple[str, ...],
+        path: str | tuple[str, ...],
         *,
-        json: Any,
-        data: bytes | str | None,
-        params: Mapping[str, QueryValue] | None,
-        headers: Mapping[str, str] | None,
-        timeout: float | aiohttp.ClientTimeout | None,
-        path_values: Mapping[str, object],
+        json: Any = None,
+        data: bytes | str | None = None,
+        params: Mapping[str, QueryValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = None,
         retry: RetryMode = None,
+        path_params: Mapping[str, object] | None = None,
         upload: Upload | None = None,
-    ) -> Response:
-        method = method.upper() if isinstance(method, str) else method
-        if method not in _METHODS:
-            raise ValueError(f"method must be one of {', '.join(sorted(_METHODS))}; got {method!r}")
-        # Everything that can be wrong with the call is found before a byte is sent.
+    ) -> Request:
+        """The :class:`~wechatpay_chain._request.Request` a verb sends: every argument
+        checked, the target encoded and the body serialised, before anything is sent."""
+        if not isinstance(method, str) or method.upper() not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(sorted(METHODS))}; got {method!r}")
+        method = method.upper()
+        segments = split_path(path) if isinstance(path, str) else path
         if segments[:1] == ("v2",):
             raise NotImplementedError(
                 "the v2 (XML) API is not supported yet: v2/ paths are reserved for it"
             )
-        target = request_target(segments, path_values, params)
-        body = _body_bytes(method, json, data)
-        send_headers = self._request_headers(body, headers)
-        if retry not in (None, "idempotent", "never"):
-            raise ValueError(f"retry= takes None, 'idempotent' or 'never'; got {retry!r}")
-        attempt_timeout = self._timeout if timeout is None else _as_timeout(timeout)
-        # An upload's multipart body, built once: the file hashed (spooled if read-once).
-        sent = body if upload is None else await upload.payload(json=json, data=data)
-        exchange = _Exchange(method, target, sent, send_headers, attempt_timeout, retry)
-        try:
-            status, answer_headers, received = await self._exchange(self._base_url, exchange)
-        except TransportError as error:
-            if self._failover_url is None or not _may_fail_over(error, method, retry):
-                raise
-            logger.warning(
-                "%s %s: %s; sending it to the backup host %s",
-                method,
-                target,
-                error,
-                self._failover_url,
-            )
-            exchange.headers["User-Agent"] = (
-                exchange.headers["User-Agent"] + FAILOVER_USER_AGENT_SUFFIX
-            )
-            status, answer_headers, received = await self._exchange(self._failover_url, exchange)
-        if not 200 <= status < 300:
-            raise ApiError(
-                status,
-                body=received,
-                headers=answer_headers,
-                request_id=answer_headers.get("Request-ID"),
-            )
-        return Response(
-            status=status, headers=answer_headers, body=received, method=method, target=target
+        target = request_target(segments, path_params or {}, params)
+        if upload is not None and (json is not None or data is not None):
+            raise TypeError("pass file= or json=/data=, not both: an upload's body is multipart")
+        body = request_body(method, json, data)
+        return Request(
+            method,
+            target,
+            body,
+            request_headers(_BASE_HEADERS, self._public_keys.preferred_serial, body, headers),
+            None if timeout is None else check_timeout(timeout),
+            check_retry_mode(retry),
+            upload,
         )
 
-    def _request_headers(
-        self, body: bytes | None, extra: Mapping[str, str] | None
-    ) -> CIMultiDict[str]:
-        headers = CIMultiDict({"Accept": "application/json", "User-Agent": USER_AGENT})
-        serial = self._public_keys.preferred_serial
-        if serial is not None:
-            headers["Wechatpay-Serial"] = serial
-        if body:  # WeChat Pay's v3 bodies are JSON; data= may say otherwise in headers=
-            headers["Content-Type"] = "application/json"
-        if extra:
-            headers.update(extra)
-        return headers
+    async def send(self, request: Request) -> Response:
+        """Send a request built by :meth:`build_request` and return its verified answer."""
+        return await self._transport.send(request)
+
+    async def _query(self, path: str, params: Mapping[str, str | None]) -> Response:
+        return await self.send(self.build_request("GET", path, params=params))
+
+    async def _fetch_download(
+        self,
+        url_or_target: str,
+        on_progress: ProgressCallback | None,
+        timeout: float | aiohttp.ClientTimeout | None,
+    ) -> Download:
+        if not isinstance(url_or_target, str) or not url_or_target:
+            raise TypeError("download() takes a download_url or a request target such as '/v3/...'")
+        url = self._transport.url_of(url_or_target)  # refuses a host that is not ours
+        request = Request(
+            "GET",
+            str(url),
+            None,
+            request_headers(_BASE_HEADERS, self._public_keys.preferred_serial, None, None),
+            DOWNLOAD_TIMEOUT if timeout is None else check_timeout(timeout),
+            stream=True,
+        )
+        response, buffered = await self._transport.open_stream(request)
+        return Download(
+            response, target=url.raw_path_qs, on_progress=on_progress, buffered=buffered
+        )
 
     async def _download_certificates(self) -> tuple[int, Mapping[str, str], bytes]:
         """``GET /v3/certificates``, signed, its answer left for the manager to verify
         (at bootstrap no key is held that could)."""
-        exchange = _Exchange(
-            "GET", CERTIFICATES_TARGET, None, self._request_headers(None, None), self._timeout, None
-        )
-        return await self._exchange(self._base_url, exchange, verify=False)
-
-    async def _exchange(
-        self, base_url: str, exchange: _Exchange, *, verify: bool = True
-    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
-        """One call to one host, with its retries: status, headers and body, or raise."""
-        method, target, timeout = exchange.method, exchange.target, exchange.attempt_timeout
-        middlewares = self._middlewares.get((exchange.retry, timeout, verify))
-        if middlewares is None:
-            retry = RetryMiddleware(self._retry, exchange.retry, timeout.total, self._rng)
-            middlewares = (
-                (retry, self._signing, self._verifying) if verify else (retry, self._signing)
-            )
-            if timeout is self._timeout:  # the usual case, kept; a per-call timeout is not
-                self._middlewares[exchange.retry, timeout, verify] = middlewares
-        session = self._get_session()
-        # The whole call's bound: every attempt may take its time, and no attempt starts
-        # after the policy's deadline (see _aiohttp_timeout).
-        ends = (
-            None
-            if timeout.total is None
-            else time.monotonic() + self._retry.deadline + timeout.total
+        request = Request(
+            "GET",
+            CERTIFICATES_TARGET,
+            None,
+            request_headers(_BASE_HEADERS, self._public_keys.preferred_serial, None, None),
+            verify=False,
         )
         try:
-            async with session.request(
-                method,
-                URL(base_url + target, encoded=True),
-                data=exchange.body,
-                headers=exchange.headers,
-                # Built once for the client's own timeout, the usual case.
-                timeout=self._aiohttp_timeout
-                if timeout is self._timeout
-                else _aiohttp_timeout(timeout),
-                allow_redirects=False,
-                raise_for_status=False,
-                middlewares=middlewares,
-            ) as answer:
-                # Read already (and verified) within the attempt, nearly always.
-                body = (
-                    await answer.read()
-                    if ends is None or answer.content.at_eof()
-                    else await _read_by(answer, ends)
-                )
-                return answer.status, answer.headers, body
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
-            raise ConnectError(
-                f"{method} {target}: cannot connect to {base_url}: {error}"
-            ) from error
-        except asyncio.TimeoutError as error:
-            raise RequestTimeoutError(
-                f"{method} {target}: no complete answer within the timeout"
-            ) from error
-        except aiohttp.ClientError as error:
-            raise TransportError(f"{method} {target}: {type(error).__name__}: {error}") from error
-
-
-@attrs.define
-class _Exchange:
-    """A request built once, sent to the primary host and perhaps to the backup."""
-
-    method: str
-    target: str
-    body: bytes | UploadPayload | None
-    headers: CIMultiDict[str]
-    attempt_timeout: aiohttp.ClientTimeout
-    retry: RetryMode
-
-
-def _aiohttp_timeout(attempt: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
-    """What aiohttp is told: the connect and socket limits, and no total. The attempts are
-    bounded one by one by the retry middleware (``total`` is the attempt's time) and
-    together by the policy's deadline; a body not read within its attempt is read by
-    :func:`_read_by`. An aiohttp total as well would only add a loop timer to every call,
-    about 1 % of a call's time at concurrency 1 (docs/performance.md)."""
-    return attrs.evolve(attempt, total=None)
-
-
-async def _read_by(answer: aiohttp.ClientResponse, ends: float) -> bytes:
-    """The body of an answer not read within its attempt (a final error's, an unsigned
-    download's), read by ``ends`` (monotonic)."""
-    return await asyncio.wait_for(answer.read(), max(ends - time.monotonic(), 0.0))
-
-
-def _may_fail_over(error: TransportError, method: str, mode: RetryMode) -> bool:
-    if mode == "never":
-        return False
-    # Nothing was sent when the connection failed: any method may go to the backup host.
-    return isinstance(error, ConnectError) or is_idempotent_method(method) or mode == "idempotent"
-
-
-def _failover(base_url: str, failover_url: str | None) -> str | None:
-    if failover_url != "auto":
-        if failover_url is not None:
-            _check_config("0", "0", None, failover_url)
-            return failover_url.rstrip("/")
-        return None
-    url = URL(base_url)
-    # Only WeChat Pay's own hosts have a known backup; a proxy or a fake server has none.
-    backup = (
-        BACKUP_HOSTS.get(url.host or "")
-        if url.scheme == "https" and url.path in ("", "/")
-        else None
-    )
-    return None if backup is None else f"https://{backup}"
-
-
-def _body_bytes(method: str, json: Any, data: bytes | str | None) -> bytes | None:
-    if json is not None and data is not None:
-        raise TypeError("pass json= or data=, not both")
-    if json is not None:
-        if method == "GET":
-            raise TypeError("a GET request carries no body")
-        # Serialised once: these very bytes are signed and sent.
-        return _JSON.encode(json).encode()
-    if data is not None:
-        if method == "GET":
-            raise TypeError("a GET request carries no body")
-        if isinstance(data, str):
-            return data.encode()
-        if isinstance(data, bytes):
-            return data
-        raise TypeError(f"data= takes bytes or str, not {type(data).__name__}")
-    return None if method == "GET" else b""
+            response = await self._transport.send(request)
+        except ApiError as error:
+            return error.status, error.headers, error.body
+        return response.status, response.headers, response.body

@@ -14,11 +14,15 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 __all__ = [
     "ApiError",
+    "BodyTooLargeError",
+    "ClientClosedError",
     "ConfigError",
     "ConnectError",
     "DecryptionError",
     "HashMismatchError",
     "InvalidNotificationError",
+    "InvalidResponseError",
+    "LoopMismatchError",
     "MissingSignatureHeaderError",
     "ProbeSignatureError",
     "RequestTimeoutError",
@@ -71,6 +75,12 @@ class ApiError(WeChatPayError):
         self.request_id = request_id
         self.code, self.message, self.detail = _parse_error_body(body)
         super().__init__(self._summary())
+
+    @classmethod
+    def from_answer(cls, status: int, headers: Mapping[str, str], body: bytes) -> ApiError:
+        """The error for an answer outside 2xx: its status, headers and (the kept prefix of)
+        its body; ``request_id`` from its ``Request-ID``."""
+        return cls(status, body=body, headers=headers, request_id=headers.get("Request-ID"))
 
     def _summary(self) -> str:
         summary = f"HTTP {self.status}"
@@ -167,3 +177,44 @@ class ConnectError(TransportError):
 
 class RequestTimeoutError(TransportError, TimeoutError):
     """The request did not complete within its timeout."""
+
+
+class BodyTooLargeError(WeChatPayError, ValueError):
+    """A body is larger than the limit set for it (an answer, a webhook, a bill): refused
+    before it is held in memory or written out. ``limit`` is the limit in bytes; ``size`` the
+    size seen, or announced, when it was refused (a lower bound when the body was cut off)."""
+
+    limit: int
+    size: int
+    request_id: str | None
+
+    def __init__(self, what: str, *, limit: int, size: int, request_id: str | None = None) -> None:
+        self.limit = limit
+        self.size = size
+        self.request_id = request_id
+        message = f"{what} of {size} bytes or more exceeds the limit of {limit} bytes"
+        super().__init__(message if request_id is None else f"{message} (Request-ID {request_id})")
+
+
+class InvalidResponseError(WeChatPayError, ValueError):
+    """A verified answer could not be parsed as what it claims to be (invalid JSON or UTF-8,
+    nested too deeply). ``status`` and ``request_id`` say which answer."""
+
+    status: int
+    request_id: str | None
+
+    def __init__(self, message: str, *, status: int, request_id: str | None = None) -> None:
+        self.status = status
+        self.request_id = request_id
+        suffix = "" if request_id is None else f" (Request-ID {request_id})"
+        super().__init__(f"HTTP {status}: {message}{suffix}")
+
+
+class ClientClosedError(TransportError, RuntimeError):
+    """The client was closed, before this call or while it was in flight. Nothing is sent
+    (or sent again) through a closed client."""
+
+
+class LoopMismatchError(WeChatPayError, RuntimeError):
+    """A ``WeChatPay`` client was used from an event loop other than the one it first ran
+    in. Nothing was sent."""

@@ -1,4 +1,9 @@
-"""Signing requests: the message of PROTOCOL.md section 1.2 and the Authorization header."""
+"""Signing requests: the message of PROTOCOL.md section 1.2 and the Authorization header.
+
+The merchant key is either an RSA private key in this process, or any object with
+``sign(message: bytes) -> bytes`` (RSASSA-PKCS1-v1_5 with SHA-256) that keeps the key
+elsewhere: a hardware security module, a cloud KMS, another process.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,47 @@ import base64
 import secrets
 import time
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import attrs
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .keys import load_private_key
+from .keys import KeySource, load_private_key
 
-__all__ = ["AUTHORIZATION_SCHEME", "Draft", "Signer", "new_nonce", "request_message", "rsa_sign"]
+__all__ = [
+    "AUTHORIZATION_SCHEME",
+    "Draft",
+    "MessageSigner",
+    "Signer",
+    "SigningKey",
+    "new_nonce",
+    "request_message",
+    "rsa_sign",
+]
+
+
+@runtime_checkable
+class MessageSigner(Protocol):
+    """A merchant key held outside this process: ``sign`` returns the raw RSASSA-PKCS1-v1_5
+    SHA-256 signature of ``message`` (256 bytes for RSA-2048), not Base64."""
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+#: The merchant's key as a :class:`Signer` holds it.
+SigningKey = rsa.RSAPrivateKey | MessageSigner
+
+
+def load_signing_key(source: KeySource | MessageSigner) -> SigningKey:
+    """An RSA private key loaded from ``source``, or ``source`` itself when it is a
+    :class:`MessageSigner` (an object with ``sign(message)`` that is not a loaded key)."""
+    if not isinstance(source, (rsa.RSAPrivateKey, str, bytes)) and callable(
+        getattr(source, "sign", None)
+    ):
+        return source  # type: ignore[return-value]
+    return load_private_key(source)  # type: ignore[arg-type]
+
 
 AUTHORIZATION_SCHEME = "WECHATPAY2-SHA256-RSA2048"
 _PKCS1 = padding.PKCS1v15()
@@ -33,9 +71,17 @@ def request_message(method: str, target: str, timestamp: int, nonce: str, body: 
     return head + body + b"\n"
 
 
-def rsa_sign(private_key: rsa.RSAPrivateKey, message: bytes) -> str:
+def rsa_sign(key: SigningKey, message: bytes) -> str:
     """RSASSA-PKCS1-v1_5 with SHA-256, standard Base64."""
-    signature = private_key.sign(message, _PKCS1, _SHA256)
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(message, _PKCS1, _SHA256)
+    else:
+        signature = key.sign(message)
+        if not isinstance(signature, (bytes, bytearray)) or not signature:
+            raise TypeError(
+                f"the external signer's sign() returned {type(signature).__name__}: "
+                "expected the raw signature as bytes"
+            )
     return base64.b64encode(signature).decode("ascii")
 
 
@@ -65,13 +111,15 @@ class Signer:
     """Signs requests on behalf of one merchant.
 
     ``serial`` is the merchant API certificate's serial number (not a WeChat Pay key).
-    ``clock`` returns Unix seconds and ``nonce`` returns a fresh nonce string; both are
-    injectable so that a test can reproduce a documented signature byte for byte.
+    ``private_key`` is a key source (see :mod:`wechatpay_chain.keys`) or a
+    :class:`MessageSigner`. ``clock`` returns Unix seconds and ``nonce`` returns a fresh
+    nonce string; both are injectable so that a test can reproduce a documented signature
+    byte for byte.
     """
 
     mchid: str
     serial: str
-    private_key: rsa.RSAPrivateKey = attrs.field(converter=load_private_key, repr=False)
+    private_key: SigningKey = attrs.field(converter=load_signing_key, repr=False)
     clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True)
     nonce: Callable[[], str] = attrs.field(default=new_nonce, kw_only=True)
 
@@ -95,6 +143,11 @@ class Signer:
             nonce,
             request_message(method, target, timestamp, nonce, body),
         )
+
+    @property
+    def external(self) -> bool:
+        """Whether the key is held outside this process (a :class:`MessageSigner`)."""
+        return not isinstance(self.private_key, rsa.RSAPrivateKey)
 
     def sign(self, message: bytes) -> str:
         """Sign an arbitrary message with the merchant key (client-side pay parameters)."""

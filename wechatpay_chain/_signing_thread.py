@@ -21,9 +21,7 @@ import contextlib
 import threading
 from collections import deque
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-from .signing import rsa_sign
+from .signing import SigningKey, rsa_sign
 
 __all__ = ["IDLE_SECONDS", "SigningThread"]
 
@@ -38,7 +36,7 @@ class SigningThread:
 
     __slots__ = ("_jobs", "_key", "_lock", "_stopping", "_thread", "_wake")
 
-    def __init__(self, private_key: rsa.RSAPrivateKey) -> None:
+    def __init__(self, private_key: SigningKey) -> None:
         self._key = private_key
         self._jobs: deque[_Job] = deque()
         self._wake = threading.Event()

@@ -1,0 +1,425 @@
+"""``Transport``: how a :class:`~wechatpay_chain._request.Request` reaches WeChat Pay.
+
+The way of one request, in this file::
+
+    Transport.send(request)
+      -> the session of this process and this event loop (refused on another loop)
+      -> the upload's multipart body, built once (its file hashed)
+      -> session.request(..., middlewares=(retry, sign, verify))   # middleware.py
+           retry: attempts within the timeout and the policy's deadline
+           sign:  Authorization over the target and body exactly as sent
+           verify: the answer read within its size limit and verified within the attempt
+      -> on a connection failure, the same request to the backup host
+      -> Response, or ApiError for an answer outside 2xx, or a TransportError
+
+It owns the aiohttp session and its connector, the timeouts, the failover, the cached
+middleware tuples and (with :mod:`wechatpay_chain._aiohttp`) the mapping of aiohttp's
+errors. Nothing else touches the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import re
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from ._aiohttp import as_transport_error
+from ._request import Request
+from .errors import (
+    ApiError,
+    ClientClosedError,
+    ConnectError,
+    LoopMismatchError,
+    TransportError,
+    UntrustedHostError,
+    WeChatPayError,
+)
+from .middleware import (
+    MAX_RESPONSE_BODY,
+    RetryMiddleware,
+    SigningMiddleware,
+    SignInThread,
+    VerifyingMiddleware,
+)
+from .response import Response
+from .retries import RetryMode, RetryPolicy, is_idempotent_method
+from .signing import Signer
+from .verifying import Verifier
+
+__all__ = ["FAILOVER_USER_AGENT_SUFFIX", "Transport"]
+
+logger = logging.getLogger("wechatpay_chain")
+
+#: Appended to the User-Agent of a request sent to the backup host, as the Java SDK does.
+FAILOVER_USER_AGENT_SUFFIX = " (Retried-V1)"
+# WeChat Pay closes idle connections after about 8 s; reusing one it already closed would
+# cost a failed attempt, so the pool drops them first.
+_KEEPALIVE_SECONDS = 5.0
+
+# Endpoints whose 2xx answer is a file stream that WeChat Pay does not sign (PROTOCOL.md
+# section 2.5), matched on the whole path below the base URL.
+_UNSIGNED_DOWNLOADS = re.compile(
+    r"/v3/billdownload/file"
+    r"|/v3/transferdownload/(?:elecvoucherfile|signfile)"
+    r"|/v3/new-tax-control-fapiao/download"
+    r"|/(?:hk/)?v3/statements|/v3/global/statements"
+    r"|/v3/(?:global/)?merchant-service/images/(?!upload$)[^/]+"
+)
+
+
+class _Forks:
+    """Counts the forks this process came through, so that a transport can tell that its
+    session (and its sockets) belong to a parent process."""
+
+    generation = 0
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.generation += 1
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_Forks.forked)
+
+
+def _origin(url: URL) -> tuple[str, str, int | None]:
+    return (url.scheme.lower(), (url.host or "").lower(), url.port)
+
+
+@attrs.define(eq=False)
+class Transport:
+    """Sends :class:`~wechatpay_chain._request.Request` values for one client.
+
+    ``session``, when given, is the application's: used as it is and never closed.
+    Otherwise the transport opens one in the event loop of its first call, with a
+    connector of its own. A client belongs to that loop: a call from another loop is
+    refused before anything is sent (:class:`~wechatpay_chain.errors.LoopMismatchError`),
+    and a forked child drops the parent's session unclosed (its sockets are the parent's)
+    and opens its own.
+    """
+
+    base_url: str
+    failover_url: str | None
+    timeout: aiohttp.ClientTimeout
+    retry: RetryPolicy
+    signer: Signer
+    verifier: Verifier
+    #: Called with a serial no key is held for (the certificate manager's learn).
+    learn: Callable[[str], Awaitable[bool]] | None = None
+    sign_in_thread: SignInThread = "auto"
+    max_body: int = MAX_RESPONSE_BODY
+    session: aiohttp.ClientSession | None = None
+    rng: random.Random = attrs.field(factory=random.Random)  # jitter, not secrets
+    #: Called once the first session exists (the certificate manager's start).
+    on_open: Callable[[], None] | None = None
+
+    #: The middlewares, which sign only for this transport's hosts.
+    signing: SigningMiddleware = attrs.field(init=False)
+    verifying: VerifyingMiddleware = attrs.field(init=False)
+    _owns_session: bool = attrs.field(init=False)
+    _loop: asyncio.AbstractEventLoop | None = attrs.field(init=False, default=None)
+    _forks: int = attrs.field(init=False, factory=lambda: _Forks.generation)
+    _closed: bool = attrs.field(init=False, default=False)
+    # A parent's sessions, kept unclosed in a forked child: closing them would act on the
+    # parent's connections.
+    _inherited: list[aiohttp.ClientSession] = attrs.field(init=False, factory=list)
+    # The middlewares of a call with the client's own timeout, by retry mode and whether
+    # the answer is verified: at most six tuples, built on first use.
+    _middlewares: dict[tuple[RetryMode, bool], tuple[aiohttp.ClientMiddlewareType, ...]] = (
+        attrs.field(init=False, factory=dict)
+    )
+    _aiohttp_timeout: aiohttp.ClientTimeout = attrs.field(init=False)
+    _trusted: frozenset[tuple[str, str, int | None]] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._owns_session = self.session is None
+        self._aiohttp_timeout = _aiohttp_timeout(self.timeout)
+        hosts = (
+            [self.base_url]
+            if self.failover_url is None
+            else [
+                self.base_url,
+                self.failover_url,
+            ]
+        )
+        self._trusted = frozenset(_origin(URL(host)) for host in hosts)
+        self.signing = SigningMiddleware(self.signer, self.sign_in_thread, allowed=self.trusts)
+        self.verifying = VerifyingMiddleware(
+            self.verifier, self.learn, unsigned=self.is_unsigned_download, max_body=self.max_body
+        )
+
+    # -- hosts ------------------------------------------------------------------------------
+
+    def trusts(self, url: URL) -> bool:
+        """Whether ``url`` is on one of the client's WeChat Pay hosts (scheme, host, port),
+        the only places a signed request goes."""
+        return _origin(url) in self._trusted and url.user is None and url.password is None
+
+    def is_unsigned_download(self, method: str, url: URL) -> bool:
+        """Whether ``method url`` is one of the documented unsigned download endpoints of
+        the client's hosts (the whole path below the base URL, not a suffix)."""
+        if method != "GET" or not self.trusts(url):
+            return False
+        path = url.raw_path
+        for base in (self.base_url, self.failover_url):
+            if base is None:
+                continue
+            prefix = URL(base).raw_path.rstrip("/")
+            if path.startswith(prefix) and _UNSIGNED_DOWNLOADS.fullmatch(path[len(prefix) :]):
+                return True
+        return False
+
+    def url_of(self, target: str) -> URL:
+        """The URL of a request target (``/v3/...``) or of an absolute URL, which must be on
+        one of the client's hosts (:class:`UntrustedHostError` otherwise)."""
+        if "://" not in target:
+            path = target if target.startswith("/") else "/" + target
+            return URL(self.base_url + path, encoded=True)
+        url = URL(target)
+        if not self.trusts(url):
+            allowed = ", ".join(
+                str(URL(host).origin()) for host in (self.base_url, self.failover_url) if host
+            )
+            raise UntrustedHostError(
+                f"refusing to send the signed request to {url.origin()}: it goes only to the "
+                f"configured WeChat Pay hosts ({allowed})"
+            )
+        return url
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def open(self) -> aiohttp.ClientSession:
+        """The session for a call in the running loop, opened on first use; refuses a
+        closed client and a second event loop before anything is sent."""
+        if self._closed:
+            raise ClientClosedError("this WeChatPay client is closed; create a new one")
+        if self._forks != _Forks.generation:
+            self._leave_parent()
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None:
+                raise LoopMismatchError(
+                    "this WeChatPay client belongs to the event loop it first ran in, and "
+                    "this call runs in another (asyncio.run() per call does this): nothing "
+                    "was sent. Create the client inside the loop that uses it (one per "
+                    "asyncio.run(), or one for the application's loop), or use "
+                    "SyncWeChatPay from blocking code"
+                )
+            self._loop = loop
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(keepalive_timeout=_KEEPALIVE_SECONDS),
+                # Answers are signed over the bytes as sent; nothing is inflated.
+                auto_decompress=False,
+            )
+            if self.on_open is not None:
+                self.on_open()
+        return self.session
+
+    def _leave_parent(self) -> None:
+        self._forks = _Forks.generation
+        self._loop = None
+        self._middlewares.clear()  # their deadline timers belong to the parent's loop
+        if self.session is None:
+            return
+        if not self._owns_session:
+            raise TransportError(
+                "the aiohttp session given to this client was opened before fork(): its "
+                "connections are the parent's. Give the child process a session of its own"
+            )
+        self._inherited.append(self.session)
+        self.session = None
+
+    async def close(self) -> None:
+        """Close the session the transport opened (idempotent); calls in flight end with
+        :class:`~wechatpay_chain.errors.ClientClosedError` and nothing is sent again."""
+        self._closed = True
+        # The cached retry middlewares hold their deadlines' timers, and so the loop.
+        self._middlewares.clear()
+        loop, self._loop = self._loop, None
+        session, self.session = self.session, None
+        if session is None or not self._owns_session:
+            return
+        if self._forks != _Forks.generation:
+            self._inherited.append(session)  # the parent's: left alone
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - close() is a coroutine
+            running = None
+        if loop is not None and (loop is not running or loop.is_closed()):
+            # Its loop is gone (or not this one): its connections cannot be closed from
+            # here, and their sockets go with the loop's garbage.
+            session.detach()
+            return
+        await session.close()
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def send(self, request: Request) -> Response:
+        """Send ``request`` (to the backup host after a connection failure, when allowed)
+        and return its verified answer."""
+        session = self.open()
+        body = request.body if request.upload is None else await request.upload.payload()
+        headers = request.headers
+        try:
+            status, answer_headers, received = await self._exchange(
+                session, self.base_url, request, body, headers
+            )
+        except TransportError as error:
+            if not self._may_fail_over(error, request):
+                raise
+            logger.warning(
+                "%s %s: %s; sending it to the backup host %s",
+                request.method,
+                request.target,
+                error,
+                self.failover_url,
+            )
+            status, answer_headers, received = await self._exchange(
+                session, self.failover_url or "", request, body, _failover_headers(headers)
+            )
+        if not 200 <= status < 300:
+            raise ApiError.from_answer(status, answer_headers, received)
+        return Response(
+            status=status,
+            headers=answer_headers,
+            body=received,
+            method=request.method,
+            target=request.target,
+        )
+
+    async def open_stream(self, request: Request) -> tuple[aiohttp.ClientResponse, bytes | None]:
+        """Send a download's ``GET`` and return the open answer, for the caller to stream and
+        close, with its body when it was read and verified already (a signed file)."""
+        session = self.open()
+        url = self.url_of(request.target)
+        timeout = request.timeout if request.timeout is not None else self.timeout
+        try:
+            response = await session.request(
+                request.method,
+                url,
+                headers=request.headers,
+                timeout=timeout,
+                allow_redirects=False,
+                raise_for_status=False,
+                read_bufsize=1024 * 1024,  # flow control: a MiB in memory at the most
+                middlewares=self._middlewares_for(request.retry, True, timeout),
+            )
+        except Exception as error:
+            raise self._as_ours(error, request) from error
+        try:
+            if not 200 <= response.status < 300:
+                raise ApiError.from_answer(response.status, response.headers, await response.read())
+            buffered = None
+            if not self.is_unsigned_download(request.method, url):
+                buffered = await response.read()  # read and verified by the middleware
+        except BaseException:
+            response.close()
+            raise
+        return response, buffered
+
+    async def _exchange(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        request: Request,
+        body: object,
+        headers: CIMultiDictProxy[str],
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        """One call to one host, with its retries: status, headers and body, or raise."""
+        own_timeout = request.timeout is None
+        middlewares = (
+            self._middlewares_for(request.retry, request.verify, None)
+            if own_timeout
+            else self._middlewares_for(request.retry, request.verify, request.timeout)
+        )
+        try:
+            async with session.request(
+                request.method,
+                URL(base_url + request.target, encoded=True),
+                data=body,
+                headers=headers,
+                # Built once for the client's own timeout, the usual case.
+                timeout=self._aiohttp_timeout if own_timeout else _aiohttp_timeout(request.timeout),  # type: ignore[arg-type]
+                allow_redirects=False,
+                raise_for_status=False,
+                middlewares=middlewares,
+            ) as answer:
+                # Read (and verified) by the middlewares, within the attempt.
+                return answer.status, answer.headers, await answer.read()
+        except Exception as error:
+            raise self._as_ours(error, request) from error
+
+    def _as_ours(self, error: Exception, request: Request) -> Exception:
+        if self._closed and not isinstance(error, ClientClosedError):
+            return ClientClosedError(
+                f"{request.method} {request.target}: the client was closed while the call "
+                "was in flight; its outcome at WeChat Pay is unknown"
+            )
+        if isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError, WeChatPayError)):
+            return as_transport_error(error, request.method, request.target)
+        return error
+
+    def _middlewares_for(
+        self, mode: RetryMode, verify: bool, timeout: aiohttp.ClientTimeout | None
+    ) -> tuple[aiohttp.ClientMiddlewareType, ...]:
+        if timeout is None:
+            cached = self._middlewares.get((mode, verify))
+            if cached is not None:
+                return cached
+        attempt = (self.timeout if timeout is None else timeout).total
+        retry = RetryMiddleware(
+            self.retry,
+            mode,
+            attempt,
+            self.rng,
+            # A per-call timeout bounds the whole call, all attempts and bodies included.
+            budget=None if timeout is None else timeout.total,
+            closed=self.is_closed,
+        )
+        verifying = self.verifying if verify else attrs.evolve(self.verifying, check=False)
+        middlewares = (retry, self.signing, verifying)
+        if timeout is None:
+            self._middlewares[mode, verify] = middlewares
+        return middlewares
+
+    def _may_fail_over(self, error: TransportError, request: Request) -> bool:
+        if self.failover_url is None or self._closed or request.retry == "never":
+            return False
+        # Nothing was sent when the connection failed: any method may go to the backup host.
+        return (
+            isinstance(error, ConnectError)
+            or is_idempotent_method(request.method)
+            or request.retry == "idempotent"
+        )
+
+
+def _failover_headers(headers: CIMultiDictProxy[str]) -> CIMultiDictProxy[str]:
+    copy = CIMultiDict(headers)
+    copy["User-Agent"] = copy.get("User-Agent", "") + FAILOVER_USER_AGENT_SUFFIX
+    return CIMultiDictProxy(copy)
+
+
+def _aiohttp_timeout(attempt: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
+    """What aiohttp is told: the connect and socket limits, and no total. The attempts are
+    bounded one by one by the retry middleware (``total`` is the attempt's time, its body
+    included) and together by the policy's deadline. An aiohttp total as well would only
+    add a loop timer to every call, about 1 % of a call's time at concurrency 1
+    (docs/performance.md)."""
+    return attrs.evolve(attempt, total=None)
