@@ -98,7 +98,7 @@ class ApiError(WeChatPayError):
 def _parse_error_body(body: bytes) -> tuple[str | None, str | None, Any]:
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
         return None, None, None
     if not isinstance(document, dict):
         return None, None, None

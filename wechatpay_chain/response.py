@@ -9,6 +9,8 @@ import attrs
 from multidict import CIMultiDictProxy
 from typing_extensions import TypeVar
 
+from .errors import InvalidResponseError
+
 __all__ = ["Response"]
 
 #: The answer's shape: ``Any`` for the dynamic chain; the generated stubs name each
@@ -36,10 +38,32 @@ class Response(Generic[T]):
 
     @property
     def text(self) -> str:
-        return self.body.decode("utf-8")
+        """The body as UTF-8 text (:class:`~wechatpay_chain.errors.InvalidResponseError`
+        if it is not)."""
+        try:
+            return self.body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise self._invalid(f"the body is not UTF-8 ({error.reason})") from None
 
     def json(self) -> T:
-        """The body parsed as JSON; ``None`` for an empty body (a 204, say)."""
+        """The body parsed as JSON; ``None`` for an empty body (a 204, say). A body that is
+        not JSON (or nests deeper than Python can parse) raises
+        :class:`~wechatpay_chain.errors.InvalidResponseError`, with the status and
+        ``Request-ID``."""
         if not self.body:
             return None  # type: ignore[return-value]
-        return json.loads(self.body)  # type: ignore[no-any-return]
+        try:
+            return json.loads(self.body)  # type: ignore[no-any-return]
+        except RecursionError:
+            raise self._invalid("the JSON body nests too deeply to parse") from None
+        except UnicodeDecodeError as error:
+            raise self._invalid(f"the body is not UTF-8 ({error.reason})") from None
+        except ValueError as error:
+            raise self._invalid(f"the body is not JSON ({error})") from None
+
+    def _invalid(self, message: str) -> InvalidResponseError:
+        return InvalidResponseError(
+            f"{self.method} {self.target.split('?', 1)[0]}: {message}",
+            status=self.status,
+            request_id=self.request_id,
+        )

@@ -106,7 +106,7 @@ class Draft:
         return _authorization(self.mchid, self.serial, self.timestamp, self.nonce, signature)
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Signer:
     """Signs requests on behalf of one merchant.
 
@@ -143,6 +143,12 @@ class Signer:
             nonce,
             request_message(method, target, timestamp, nonce, body),
         )
+
+    def __repr__(self) -> str:
+        # Never raises, not even for a signer whose construction failed half-way.
+        mchid = getattr(self, "mchid", "?")
+        serial = getattr(self, "serial", "?")
+        return f"Signer(mchid={mchid!r}, serial={serial!r})"
 
     @property
     def external(self) -> bool:
