@@ -1,5 +1,5 @@
 """Platform certificates: bootstrap, rotation, single-flight refresh, refusals, the
-public-key-only merchant, persistence, background refresh and the command line."""
+public-key-only merchant, persistence and background refresh (the command line: test_cli.py)."""
 
 from __future__ import annotations
 

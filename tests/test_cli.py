@@ -53,7 +53,7 @@ class Run:
         assert self.out == "", self
         assert "Traceback" not in self.err, self.err
         lines = self.err.splitlines()
-        assert lines[-1].startswith("error: ") or "error:" in lines[-1], self.err
+        assert lines[-1].startswith("error: "), self.err
         for fragment in fragments:
             assert fragment in self.err, self.err
 
