@@ -192,6 +192,9 @@ async def test_usage_errors_exit_2_before_anything_is_sent(
     run = await cli(capsys)
     assert (run.status, run.out) == (2, "")
     assert "required" in run.err
+    run = await cli(capsys, "--help")
+    assert (run.status, run.err) == (0, "")
+    assert all(command in run.out for command in ("demo", "request", "certificates", "bill"))
     run = await cli(capsys, "bill", "download", "--date", "2026-02-30", "--output", csv)
     assert (run.status, run.out) == (2, "")
     assert "expected a date written YYYY-MM-DD, got '2026-02-30'" in run.err
@@ -504,6 +507,19 @@ async def test_request_query_close_and_verbose(
     )  # fmt: skip
     assert (run.status, run.out, run.err) == (0, "", "")
     assert merchant.state.orders["T1001"].trade_state == "CLOSED"
+
+
+async def test_request_writes_an_answer_that_is_not_json_as_it_came(
+    merchant: FakeWeChatPay, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = "交易时间,金额\n`2026-05-01,`9.90\n".encode()
+    merchant.route(
+        "GET",
+        "/v3/report",
+        lambda request, path: Reply(body=csv, headers={"Content-Type": "text/csv"}),
+    )
+    run = await cli(capsys, "request", "GET", "v3/report")
+    assert (run.status, run.out, run.err) == (0, csv.decode(), "")
 
 
 async def test_request_failures_exit_1_with_one_line(
