@@ -1,13 +1,11 @@
 """Platform certificates: bootstrap, rotation, single-flight refresh, refusals, the
-public-key-only merchant, persistence, background refresh and the command line."""
+public-key-only merchant, persistence and background refresh (the command line: test_cli.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
 import logging
-import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,12 +13,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from wechatpay_chain import DecryptionError, UnknownSerialError, VerificationError
 from wechatpay_chain.certificates import CertificateError, DirectoryCertificateCache
-from wechatpay_chain.testing import FakeWeChatPay, Fault, generate_private_key
+from wechatpay_chain.testing import FakeWeChatPay, Fault
 
 Keys = tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]
 
@@ -247,77 +244,3 @@ async def test_on_demand_downloads_keep_a_minimum_interval(
             with pytest.raises(UnknownSerialError):
                 await wxpay.v3.pay.transactions.native.post(json=order(certificate_server, "i-2"))
     assert downloads(certificate_server) == 1  # the bootstrap; the rest came within a minute
-
-
-async def test_cli_downloads_verified_certificates(
-    certificate_server: FakeWeChatPay, tmp_path: Path
-) -> None:
-    key_file = tmp_path / "apiclient_key.pem"
-    key_file.write_bytes(certificate_server.merchant.private_key_pem or b"")
-    output = tmp_path / "out"
-    command = [
-        sys.executable, "-m", "wechatpay_chain", "certificates", "download",
-        "--mchid", certificate_server.merchant.mchid, "--serial", certificate_server.merchant.serial,
-        "--private-key", str(key_file), "--apiv3-key-env", "TEST_APIV3_KEY",
-        "--output", str(output), "--base-url", certificate_server.url,
-    ]  # fmt: skip
-
-    async def run(apiv3_key: str) -> tuple[int, str]:
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            env={**os.environ, "TEST_APIV3_KEY": apiv3_key},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL,
-        )
-        out, _ = await asyncio.wait_for(process.communicate(), timeout=30)
-        assert process.returncode is not None
-        return process.returncode, out.decode()
-
-    status, printed = await run(certificate_server.apiv3_key)
-    serial = certificate_server.keys.certificates[0].serial
-    assert status == 0, printed
-    assert serial in printed
-    assert "valid" in printed
-    assert (
-        output / f"wechatpay_{serial}.pem"
-    ).read_bytes() == certificate_server.keys.certificates[0].pem
-    assert certificate_server.apiv3_key not in " ".join(command)  # never on argv
-
-    status, printed = await run("Y" * 32)
-    assert status == 1
-    assert "APIv3 key" in printed
-
-
-async def test_cli_explains_the_public_key_merchant_and_a_wrong_key(
-    wechatpay_server: FakeWeChatPay, tmp_path: Path
-) -> None:
-    key_file = tmp_path / "key.pem"
-    key_file.write_bytes(wechatpay_server.merchant.private_key_pem or b"")
-    wrong_key = tmp_path / "wrong.pem"
-    wrong_key.write_bytes(
-        generate_private_key().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-    async def run(key: Path) -> tuple[int, str]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "wechatpay_chain", "certificates", "download",
-            "--mchid", wechatpay_server.merchant.mchid, "--serial", wechatpay_server.merchant.serial,
-            "--private-key", str(key), "--apiv3-key-env", "TEST_APIV3_KEY",
-            "--output", str(tmp_path / "out"), "--base-url", wechatpay_server.url,
-            env={**os.environ, "TEST_APIV3_KEY": wechatpay_server.apiv3_key},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        out, _ = await asyncio.wait_for(process.communicate(), timeout=30)
-        assert process.returncode is not None
-        return process.returncode, out.decode()
-
-    status, printed = await run(key_file)
-    assert (status, "404 RESOURCE_NOT_EXISTS" in printed) == (1, True), printed
-    status, printed = await run(wrong_key)
-    assert status == 1
-    assert "refused the signature" in printed
