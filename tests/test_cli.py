@@ -377,8 +377,8 @@ async def test_a_failed_bill_leaves_no_file_and_no_progress_line(
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (nested(100_000), "nested too deeply"),
-        (b'{"hash_type": "SHA1", ', "not valid JSON"),
+        (nested(100_000), "nests too deeply"),
+        (b'{"hash_type": "SHA1", ', "not JSON"),
         (b"[]", "a bill answer is a JSON object, not list"),
     ],
 )
@@ -544,7 +544,7 @@ async def test_request_failures_exit_1_with_one_line(
     run.assert_failed(1, "signature")
 
     # A verified answer that is not JSON, or nested beyond reading.
-    for body, message in [(b"{oops", "not valid JSON"), (nested(100_000), "nested too deeply")]:
+    for body, message in [(b"{oops", "not JSON"), (nested(100_000), "nests too deeply")]:
         merchant.route("GET", "/v3/odd", answering(body))
         run = await cli(capsys, "request", "GET", "v3/odd")
         run.assert_failed(1, message)

@@ -195,7 +195,7 @@ def _print_body(response: Response) -> None:
         sys.stdout.buffer.write(response.body)
         sys.stdout.buffer.flush()
         return
-    document = json.loads(response.body)  # malformed: exit 1 with a one-line message
+    document = response.json()  # malformed: InvalidResponseError, exit 1 with one line
     print(json.dumps(document, ensure_ascii=False, indent=2), flush=True)
 
 
