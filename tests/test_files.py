@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import gzip
 import hashlib
 import io
 import json
@@ -677,3 +678,45 @@ def test_the_parser_takes_lf_or_crlf_commas_in_fields_and_any_chunking() -> None
         parse_bill("a,b\n`1,`2,`3\n")
     with pytest.raises(ValueError, match="empty"):
         parse_bill(b"")
+
+
+async def test_a_gzip_bomb_bill_stops_at_max_size_and_leaves_no_file(
+    wechatpay_server: FakeWeChatPay, tmp_path: Path
+) -> None:
+    from aiohttp import web
+
+    from wechatpay_chain import BodyTooLargeError
+
+    bomb = gzip.compress(b"0" * (64 * 1024 * 1024))  # 64 MiB in ~64 KiB
+    sent: list[int] = []
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(bomb)
+        sent.append(len(bomb))
+        await response.write_eof()
+        return response
+
+    wechatpay_server.route(
+        "GET",
+        "/v3/bill/tradebill",
+        lambda request, values: Reply(
+            json={
+                "hash_type": "SHA1",
+                "hash_value": "0" * 40,
+                "download_url": wechatpay_server.url + "/v3/billdownload/file?token=bomb",
+            }
+        ),
+    )
+    wechatpay_server.route("GET", "/v3/billdownload/file", lambda r, v: Reply(stream=stream))
+    target = tmp_path / "bill.csv"
+    async with wechatpay_server.client() as wxpay:
+        with pytest.raises(BodyTooLargeError) as raised:
+            async with wxpay.bills.trade(
+                "2026-05-01", tar_type="GZIP", max_size=1024 * 1024
+            ) as bill:
+                await bill.save(target)
+    assert raised.value.limit == 1024 * 1024
+    assert sent == [len(bomb)]
+    assert os.listdir(tmp_path) == []  # no partial file, no final one

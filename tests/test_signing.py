@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from wechatpay_chain.errors import ConfigError
 from wechatpay_chain.keys import KeySource
 from wechatpay_chain.signing import Signer, new_nonce, request_message
+from wechatpay_chain.testing import FakeWeChatPay
 
 DATA = Path(__file__).parent / "data"
 VECTORS: dict[str, Any] = json.loads((DATA / "vectors.json").read_text(encoding="utf-8"))
@@ -259,3 +263,82 @@ def test_signer_holds_a_loaded_key() -> None:
     assert isinstance(signer.private_key, rsa.RSAPrivateKey)
     expected = _merchant_public_key().public_numbers()
     assert signer.private_key.public_key().public_numbers() == expected
+
+
+class OpenSSLSigner:
+    """A merchant key kept outside this process: each signature is made by an ``openssl``
+    process that reads the key from its own file, as an HSM or a cloud KMS would keep it."""
+
+    def __init__(self, key_file: Path) -> None:
+        self.key_file = key_file
+        self.calls = 0
+
+    def sign(self, message: bytes) -> bytes:
+        self.calls += 1
+        done = subprocess.run(  # noqa: S603 - fixed program and arguments
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key_file)],  # noqa: S607
+            input=message,
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
+        return done.stdout
+
+
+@pytest.fixture
+def key_elsewhere(
+    tmp_path: Path, wechatpay_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]
+) -> OpenSSLSigner:
+    key_file = tmp_path / "hsm" / "merchant.pem"
+    key_file.parent.mkdir()
+    key_file.write_bytes(
+        wechatpay_keys[0].private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return OpenSSLSigner(key_file)
+
+
+async def test_a_signer_object_signs_requests_with_a_key_kept_elsewhere(
+    wechatpay_server: FakeWeChatPay, key_elsewhere: OpenSSLSigner
+) -> None:
+    async with wechatpay_server.client(private_key=key_elsewhere) as wxpay:
+        for concurrent in (1, 3):  # alone, and with others in flight
+            answers = await asyncio.gather(
+                *(
+                    wxpay.v3.pay.transactions.outTradeNo["no-such-order"].get(
+                        params={"mchid": wechatpay_server.merchant.mchid}
+                    )
+                    for _ in range(concurrent)
+                ),
+                return_exceptions=True,
+            )
+            # Authenticated (a bad signature would be a 401), then not found.
+            assert [getattr(answer, "status", answer) for answer in answers] == [404] * concurrent
+        # Client-side pay parameters are signed by it too, and WeChat Pay's rules accept them.
+        params = wxpay.payments.jsapi("wxd678efh567hg6787", "wx201410272009395522657a690389285100")
+        message = "".join(
+            f"{params[name]}\n" for name in ("appId", "timeStamp", "nonceStr", "package")
+        ).encode()
+        wechatpay_server.merchant.public_key.verify(
+            base64.b64decode(params["paySign"]), message, padding.PKCS1v15(), hashes.SHA256()
+        )
+        with pytest.raises(ConfigError, match="external signer"):
+            wxpay.decrypt("c2VjcmV0")
+    assert key_elsewhere.calls == 5
+    assert len(wechatpay_server.requests) == 4  # each authenticated by the fake
+
+
+def test_a_signer_that_returns_no_bytes_is_refused_before_sending(
+    key_elsewhere: OpenSSLSigner,
+) -> None:
+    class Broken:
+        def sign(self, message: bytes) -> str:
+            return "not bytes"
+
+    signer = Signer("1900000109", "ABC", Broken())
+    with pytest.raises(TypeError, match="external signer"):
+        signer.authorization("GET", "/v3/certificates")
+    assert "Broken" not in repr(signer)
