@@ -338,7 +338,7 @@ def test_a_signer_that_returns_no_bytes_is_refused_before_sending(
         def sign(self, message: bytes) -> str:
             return "not bytes"
 
-    signer = Signer("1900000109", "ABC", Broken())
+    signer = Signer("1900000109", "ABC", Broken())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="external signer"):
         signer.authorization("GET", "/v3/certificates")
     assert "Broken" not in repr(signer)
