@@ -50,11 +50,12 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int, what: str) 
     What was read is kept where ``response.read()`` finds it, so that code above this (an
     application's own, on its own session) reads the same verified bytes again.
     """
-    request_id = response.headers.get(HEADER_REQUEST_ID)
     announced = response.content_length
     if announced is not None and announced > limit:
         response.close()
-        raise BodyTooLargeError(what, limit=limit, size=announced, request_id=request_id)
+        raise BodyTooLargeError(
+            what, limit=limit, size=announced, request_id=response.headers.get(HEADER_REQUEST_ID)
+        )
     if announced is not None and "Content-Encoding" not in response.headers:
         # The framing bounds it: aiohttp reads no more than Content-Length bytes.
         return await response.read()
@@ -68,7 +69,9 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int, what: str) 
         size += len(chunk)
         if size > limit:
             response.close()
-            raise BodyTooLargeError(what, limit=limit, size=size, request_id=request_id)
+            raise BodyTooLargeError(
+                what, limit=limit, size=size, request_id=response.headers.get(HEADER_REQUEST_ID)
+            )
     body = b"".join(chunks)
     # aiohttp caches a read body in ``_body``; setting it is the one way to hand the bytes
     # read here to ``response.read()``. At the end of the stream aiohttp has put the

@@ -90,8 +90,9 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
     os.register_at_fork(after_in_child=_Forks.forked)
 
 
-def _origin(url: URL) -> tuple[str, str, int | None]:
-    return (url.scheme.lower(), (url.host or "").lower(), url.port)
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
+    # yarl keeps the scheme and the host in lower case, and the port explicit or default.
+    return (url.scheme, url.raw_host, url.port)
 
 
 @attrs.define(eq=False)
@@ -137,7 +138,9 @@ class Transport:
         attrs.field(init=False, factory=dict)
     )
     _aiohttp_timeout: aiohttp.ClientTimeout = attrs.field(init=False)
-    _trusted: frozenset[tuple[str, str, int | None]] = attrs.field(init=False)
+    _trusted: frozenset[tuple[str, str | None, int | None]] = attrs.field(init=False)
+    # The base URLs' paths, below which the unsigned download endpoints are matched.
+    _prefixes: tuple[str, ...] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._owns_session = self.session is None
@@ -151,6 +154,7 @@ class Transport:
             ]
         )
         self._trusted = frozenset(_origin(URL(host)) for host in hosts)
+        self._prefixes = tuple(dict.fromkeys(URL(host).raw_path.rstrip("/") for host in hosts))
         self.signing = SigningMiddleware(self.signer, self.sign_in_thread, allowed=self.trusts)
         self.verifying = VerifyingMiddleware(
             self.verifier, self.learn, unsigned=self.is_unsigned_download, max_body=self.max_body
@@ -161,21 +165,20 @@ class Transport:
     def trusts(self, url: URL) -> bool:
         """Whether ``url`` is on one of the client's WeChat Pay hosts (scheme, host, port),
         the only places a signed request goes."""
-        return _origin(url) in self._trusted and url.user is None and url.password is None
+        # aiohttp takes credentials out of a URL before the middlewares see it; url_of
+        # refuses them in a download URL.
+        return (url.scheme, url.raw_host, url.port) in self._trusted
 
     def is_unsigned_download(self, method: str, url: URL) -> bool:
         """Whether ``method url`` is one of the documented unsigned download endpoints of
         the client's hosts (the whole path below the base URL, not a suffix)."""
-        if method != "GET" or not self.trusts(url):
+        if method != "GET":
             return False
         path = url.raw_path
-        for base in (self.base_url, self.failover_url):
-            if base is None:
-                continue
-            prefix = URL(base).raw_path.rstrip("/")
-            if path.startswith(prefix) and _UNSIGNED_DOWNLOADS.fullmatch(path[len(prefix) :]):
-                return True
-        return False
+        return any(
+            path.startswith(prefix) and _UNSIGNED_DOWNLOADS.fullmatch(path, len(prefix))
+            for prefix in self._prefixes
+        ) and self.trusts(url)
 
     def url_of(self, target: str) -> URL:
         """The URL of a request target (``/v3/...``) or of an absolute URL, which must be on
@@ -184,7 +187,7 @@ class Transport:
             path = target if target.startswith("/") else "/" + target
             return URL(self.base_url + path, encoded=True)
         url = URL(target)
-        if not self.trusts(url):
+        if not self.trusts(url) or url.raw_user is not None or url.raw_password is not None:
             allowed = ", ".join(
                 str(URL(host).origin()) for host in (self.base_url, self.failover_url) if host
             )

@@ -176,32 +176,29 @@ class VerifyingMiddleware:
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         response = await handler(request)
         try:
-            return await self._read(request, response)
+            status = response.status
+            if not 200 <= status < 300:
+                await read_prefix(response, ERROR_BODY_LIMIT)
+                if 300 <= status < 400:
+                    # Never followed: the next hop would get the request, and perhaps a
+                    # signature, meant for WeChat Pay.
+                    raise ApiError.from_answer(status, response.headers, await response.read())
+                return response
+            if request.method == "GET" and self.unsigned(request.method, request.url):
+                return response
+            body = await read_limited(response, self.max_body, "the answer")
+            if self.check:
+                try:
+                    self.verifier.verify(response.headers, body)
+                except UnknownSerialError:
+                    if self.learn is None or not await self.learn(
+                        response.headers[HEADER_SERIAL].strip()
+                    ):
+                        raise
+                    self.verifier.verify(response.headers, body)
         except BaseException:
             response.close()
             raise
-
-    async def _read(self, request: ClientRequest, response: ClientResponse) -> ClientResponse:
-        status = response.status
-        if not 200 <= status < 300:
-            await read_prefix(response, ERROR_BODY_LIMIT)
-            if 300 <= status < 400:
-                # Never followed: the next hop would get the request, and perhaps a
-                # signature, meant for WeChat Pay.
-                raise ApiError.from_answer(status, response.headers, await response.read())
-            return response
-        if self.unsigned(request.method, request.url):
-            return response
-        body = await read_limited(response, self.max_body, "the answer")
-        if self.check:
-            try:
-                self.verifier.verify(response.headers, body)
-            except UnknownSerialError:
-                if self.learn is None or not await self.learn(
-                    response.headers[HEADER_SERIAL].strip()
-                ):
-                    raise
-                self.verifier.verify(response.headers, body)
         return response
 
 
@@ -227,41 +224,51 @@ class RetryMiddleware:
     closed: Callable[[], bool] | None = attrs.field(default=None, repr=False, eq=False)
     _deadlines: Deadlines = attrs.field(init=False, factory=Deadlines, repr=False, eq=False)
 
-    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        method, target = request.method, request.url.raw_path_qs
-        try:
-            return await self._attempts(request, handler, method, target)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-            # Raised as ours: aiohttp resends an "idempotent" method (PUT included) by
-            # itself on some of its own errors, and only this policy may decide that.
-            raise as_transport_error(error, method, target) from error
-
-    async def _attempts(
-        self, request: ClientRequest, handler: ClientHandlerType, method: str, target: str
+    async def __call__(  # noqa: PLR0912 - one frame per request: the hot path of every call
+        self, request: ClientRequest, handler: ClientHandlerType
     ) -> ClientResponse:
+        method = request.method
         attempts = self.policy.attempts
         first = time.monotonic()
         ends = None if self.budget is None else first + self.budget
         for attempt in range(1, attempts + 1):
-            started = time.monotonic()
+            started = first if attempt == 1 else time.monotonic()
             limit = self.attempt_timeout
             if ends is not None:
                 limit = ends - started if limit is None else min(limit, ends - started)
                 if limit <= 0:
-                    raise asyncio.TimeoutError
+                    raise _ours(asyncio.TimeoutError(), request)
             try:
-                response = await self._attempt(request, handler, limit)
+                if limit is None:
+                    response = await handler(request)
+                elif _TASKS_UNCANCEL:
+                    # asyncio.timeout's semantics with one timer for all attempts (see
+                    # _deadlines.py); not wait_for's extra task either.
+                    deadline = self._deadlines.start(limit)
+                    try:
+                        response = await handler(request)
+                    except asyncio.CancelledError as cancelled:
+                        raise_if_expired(deadline, cancelled)
+                        raise
+                    finally:
+                        self._deadlines.finish(deadline)
+                else:  # pragma: no cover - Python 3.10
+                    response = await asyncio.wait_for(handler(request), limit)
             except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-                _log_attempt(method, target, None, error, attempt, attempts, started)
+                _log_attempt(method, request, None, error, attempt, attempts, started)
+                # The error that ends the attempts is raised as ours: aiohttp resends an
+                # "idempotent" method (PUT included) by itself on some of its own errors,
+                # and only this policy may decide that.
                 if attempt == attempts or not retryable_error(error, method, self.mode):
-                    raise
+                    raise _ours(error, request) from error
                 wait = self.policy.delay(attempt + 1, self.rng)
                 if not self._may_wait(first, ends, wait):
-                    raise
+                    raise _ours(error, request) from error
                 await asyncio.sleep(wait)
-                self._check_open(method, target)
+                self._check_open(request)
                 continue
-            _log_attempt(method, target, response, None, attempt, attempts, started)
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_attempt(method, request, response, None, attempt, attempts, started)
             if attempt == attempts or not retryable_status(response.status, method, self.mode):
                 return response
             named = retry_after_seconds(response.headers.get("Retry-After"))
@@ -270,26 +277,8 @@ class RetryMiddleware:
                 return response  # the answer stands: waiting longer would break the deadline
             response.release()
             await asyncio.sleep(wait)
-            self._check_open(method, target)
+            self._check_open(request)
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
-
-    async def _attempt(
-        self, request: ClientRequest, handler: ClientHandlerType, limit: float | None
-    ) -> ClientResponse:
-        if limit is None:
-            return await handler(request)
-        if not _TASKS_UNCANCEL:  # pragma: no cover - Python 3.10
-            return await asyncio.wait_for(handler(request), limit)
-        # asyncio.timeout's semantics with one timer for all attempts (see _deadlines.py);
-        # not wait_for's extra task either.
-        deadline = self._deadlines.start(limit)
-        try:
-            return await handler(request)
-        except asyncio.CancelledError as cancelled:
-            raise_if_expired(deadline, cancelled)
-            raise
-        finally:
-            self._deadlines.finish(deadline)
 
     def _may_wait(self, first: float, ends: float | None, wait: float) -> bool:
         now = time.monotonic()
@@ -297,14 +286,20 @@ class RetryMiddleware:
             return False
         return now - first + wait <= self.policy.deadline and (ends is None or now + wait < ends)
 
-    def _check_open(self, method: str, target: str) -> None:
+    def _check_open(self, request: ClientRequest) -> None:
         if self.closed is not None and self.closed():
-            raise ClientClosedError(f"{method} {target}: the client was closed; not sent again")
+            raise ClientClosedError(
+                f"{request.method} {request.url.raw_path_qs}: the client was closed; not sent again"
+            )
+
+
+def _ours(error: BaseException, request: ClientRequest) -> BaseException:
+    return as_transport_error(error, request.method, request.url.raw_path_qs)
 
 
 def _log_attempt(  # noqa: PLR0917 - one log line's fields, called from two places
     method: str,
-    target: str,
+    request: ClientRequest,
     response: ClientResponse | None,
     error: BaseException | None,
     attempt: int,
@@ -317,7 +312,7 @@ def _log_attempt(  # noqa: PLR0917 - one log line's fields, called from two plac
         logger.debug(
             "%s %s -> %s (Request-ID %s, attempt %d/%d, %.1f ms)",
             method,
-            target,
+            request.url.raw_path_qs,
             outcome,
             request_id or "-",
             attempt,
