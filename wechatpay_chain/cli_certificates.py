@@ -11,9 +11,14 @@ import asyncio
 import getpass
 import os
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
-from .certificates import CertificateError, DirectoryCertificateCache
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from .certificates import CertificateError
 from .client import DEFAULT_BASE_URL, WeChatPay
 from .errors import ApiError, ConfigError, DecryptionError, TransportError, VerificationError
 from .keys import certificate_serial
@@ -73,7 +78,6 @@ async def _download(arguments: argparse.Namespace, say: Callable[[str], None]) -
         arguments.private_key,
         apiv3_key=_apiv3_key(arguments),
         base_url=arguments.base_url,
-        certificate_cache=DirectoryCertificateCache(arguments.output),
     )
     manager = wxpay.certificates
     if manager is None:  # pragma: no cover - an APIv3 key was given, so certificates are managed
@@ -101,10 +105,32 @@ async def _download(arguments: argparse.Namespace, say: Callable[[str], None]) -
             "with the WeChat Pay public key from the merchant platform (API security) instead"
         )
         return 1
+    output = Path(arguments.output)
     for certificate in manager.downloaded:
+        try:
+            _write_pem(output, certificate)
+        except OSError as error:
+            say(f"error: cannot write to {output}: {error.strerror}")
+            return 1
         say(
             f"{certificate_serial(certificate)}  valid {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} "
             f"to {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC  "
             f"-> {arguments.output}/wechatpay_{certificate_serial(certificate)}.pem"
         )
     return 0
+
+
+def _write_pem(directory: Path, certificate: x509.Certificate) -> None:
+    """``wechatpay_<serial>.pem``, written to a temporary name and renamed: a reader never
+    sees half of one. Plain PEM for people and other tools; a client's own cache is
+    :class:`~wechatpay_chain.certificates.DirectoryCertificateCache`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".wechatpay_", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(certificate.public_bytes(serialization.Encoding.PEM))
+        os.chmod(temporary, 0o644)  # a certificate is public; mkstemp made it 0600
+        Path(temporary).replace(directory / f"wechatpay_{certificate_serial(certificate)}.pem")
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
