@@ -14,6 +14,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 __all__ = [
     "ApiError",
+    "BodyTooLargeError",
     "ConfigError",
     "ConnectError",
     "DecryptionError",
@@ -167,3 +168,32 @@ class ConnectError(TransportError):
 
 class RequestTimeoutError(TransportError, TimeoutError):
     """The request did not complete within its timeout."""
+
+
+class BodyTooLargeError(WeChatPayError, ValueError):
+    """A body is larger than the configured limit: refused before it is verified or parsed,
+    and never read into memory beyond the limit.
+
+    ``size`` is the body's length in bytes, or how much of it was read before the limit was
+    crossed when its length was not announced (then ``at_least`` is true); ``limit`` is the
+    limit in bytes.
+    """
+
+    size: int
+    limit: int
+    at_least: bool
+
+    def __init__(self, size: int, limit: int, *, at_least: bool = False) -> None:
+        self.size = size
+        self.limit = limit
+        self.at_least = at_least
+        of = f"at least {size}" if at_least else f"{size}"
+        super().__init__(f"a body of {of} bytes exceeds the limit of {limit} bytes")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments are not in ``args``: rebuild from the attributes (pickling).
+        return (_body_too_large, (self.size, self.limit, self.at_least))
+
+
+def _body_too_large(size: int, limit: int, at_least: bool) -> BodyTooLargeError:
+    return BodyTooLargeError(size, limit, at_least=at_least)
