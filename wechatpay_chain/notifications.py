@@ -142,7 +142,7 @@ def _check_arguments(
 
 def _check_max_body(max_body: object) -> int:
     if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body <= 0:
-        raise ConfigError(f"max_body: expected a number of bytes > 0; got {max_body!r}")
+        raise ConfigError(f"max_body: expected a number of bytes > 0; got {repr(max_body)[:40]}")
     return max_body
 
 
