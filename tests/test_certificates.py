@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from wechatpay_chain import DecryptionError, UnknownSerialError, VerificationError
 from wechatpay_chain.certificates import CertificateError, DirectoryCertificateCache
-from wechatpay_chain.testing import FakeWeChatPay, Fault
+from wechatpay_chain.crypto import aes_gcm_encrypt
+from wechatpay_chain.keys import certificate_serial
+from wechatpay_chain.testing import FakeWeChatPay, Fault, generate_private_key
+from wechatpay_chain.testing.platform import make_certificate
 
 Keys = tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]
 
@@ -212,11 +217,207 @@ async def test_a_directory_cache_shares_one_download(
     cache = DirectoryCertificateCache(tmp_path / "certs")
     async with certificate_server.client(certificate_cache=cache) as first:
         await first.v3.pay.transactions.native.post(json=order(certificate_server, "c-1"))
-    [saved] = list((tmp_path / "certs").glob("wechatpay_*.pem"))
-    assert saved.name == f"wechatpay_{certificate_server.keys.certificates[0].serial}.pem"
+    [saved] = list((tmp_path / "certs").iterdir())
+    serial = certificate_server.keys.certificates[0].serial
+    assert saved.name == f"wechatpay_{serial}.json"
+    # kept as WeChat Pay sent it: still encrypted under the APIv3 key, never plain PEM
+    entry = json.loads(saved.read_bytes())
+    assert entry["serial_no"] == serial
+    assert set(entry["encrypt_certificate"]) == {
+        "algorithm", "nonce", "associated_data", "ciphertext",
+    }  # fmt: skip
+    assert b"BEGIN CERTIFICATE" not in saved.read_bytes()
     async with certificate_server.client(certificate_cache=cache) as second:
+        assert list(second.public_keys) == [serial]  # loaded, decrypted, before any call
         await second.v3.pay.transactions.native.post(json=order(certificate_server, "c-2"))
     assert downloads(certificate_server) == 1  # the second process read the first one's file
+
+
+def cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "wechatpay_chain" and record.levelno >= logging.WARNING
+    ]
+
+
+@pytest.mark.parametrize("kind", ["directory", "dangling link"])
+async def test_a_bad_cache_entry_is_skipped_with_one_warning(
+    certificate_server: FakeWeChatPay,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+) -> None:
+    directory = tmp_path / "certs"
+    directory.mkdir()
+    bad = directory / "wechatpay_0123ABCD.json"
+    if kind == "directory":
+        bad.mkdir()
+    else:
+        bad.symlink_to(tmp_path / "gone")
+    caplog.set_level(logging.WARNING, logger="wechatpay_chain")
+    cache = DirectoryCertificateCache(directory)
+    async with certificate_server.client(certificate_cache=cache) as wxpay:
+        for number in range(3):
+            response = await wxpay.v3.pay.transactions.native.post(
+                json=order(certificate_server, f"bad-{number}")
+            )
+            assert response.status == 200
+    assert downloads(certificate_server) == 1  # downloaded afresh, once
+    [warning] = cache_warnings(caplog)
+    assert "wechatpay_0123ABCD.json" in warning
+    serial = certificate_server.keys.certificates[0].serial
+    assert (directory / f"wechatpay_{serial}.json").is_file()  # the good entry was still saved
+
+
+@pytest.mark.parametrize("blocked", ["directory is a file", "entry is a directory"])
+async def test_a_cache_that_cannot_be_written_costs_no_answer(
+    certificate_server: FakeWeChatPay,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    blocked: str,
+) -> None:
+    # Root ignores file modes, so the cache is made unwritable by what stands in its way.
+    directory = tmp_path / "certs"
+    if blocked == "directory is a file":
+        directory.write_bytes(b"")
+    else:
+        directory.mkdir()
+        (directory / f"wechatpay_{certificate_server.keys.certificates[0].serial}.json").mkdir()
+    caplog.set_level(logging.WARNING, logger="wechatpay_chain")
+    async with certificate_server.client(
+        certificate_cache=DirectoryCertificateCache(directory)
+    ) as wxpay:
+        # The first answer names a serial the client learns now; saving fails meanwhile.
+        response = await wxpay.v3.pay.transactions.native.post(
+            json=order(certificate_server, "w-1")
+        )
+        assert response.status == 200
+        assert response.json()["code_url"]
+    assert any("could not save" in message for message in cache_warnings(caplog))
+    if directory.is_dir():  # no temporary file left behind
+        assert [path.name for path in directory.iterdir()] == [
+            f"wechatpay_{certificate_server.keys.certificates[0].serial}.json"
+        ]
+
+
+def seal(certificate_pem: bytes, serial: str, apiv3_key: bytes) -> bytes:
+    """A cache entry as WeChat Pay would have sent it, sealed under ``apiv3_key``."""
+    nonce = "0123456789ab"
+    item = {
+        "serial_no": serial,
+        "encrypt_certificate": {
+            "algorithm": "AEAD_AES_256_GCM",
+            "nonce": nonce,
+            "associated_data": "certificate",
+            "ciphertext": aes_gcm_encrypt(
+                apiv3_key, nonce=nonce, plaintext=certificate_pem, associated_data="certificate"
+            ),
+        },
+    }
+    return json.dumps(item).encode()
+
+
+def intruder_certificate() -> tuple[str, bytes]:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = make_certificate(
+        generate_private_key(), now - datetime.timedelta(days=1), now + datetime.timedelta(days=9)
+    )
+    return certificate_serial(certificate), certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.parametrize("entry", ["tampered", "foreign key", "plain PEM", "other resource"])
+async def test_a_cached_certificate_is_trusted_only_if_it_authenticates(
+    certificate_server: FakeWeChatPay,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    entry: str,
+) -> None:
+    directory = tmp_path / "certs"
+    cache = DirectoryCertificateCache(directory)
+    async with certificate_server.client(certificate_cache=cache) as wxpay:
+        await wxpay.v3.pay.transactions.native.post(json=order(certificate_server, "f-1"))
+    [genuine] = list(directory.iterdir())
+    intruder, intruder_pem = intruder_certificate()
+    if entry == "tampered":
+        item = json.loads(genuine.read_bytes())
+        sealed = item["encrypt_certificate"]
+        flipped = "A" if sealed["ciphertext"][10] != "A" else "B"
+        sealed["ciphertext"] = sealed["ciphertext"][:10] + flipped + sealed["ciphertext"][11:]
+        genuine.write_text(json.dumps(item))
+        expected = "AES-GCM authentication failed"
+    else:
+        genuine.unlink()
+        if entry == "foreign key":  # well formed, but sealed by someone without the APIv3 key
+            content = seal(intruder_pem, intruder, b"F" * 32)
+            expected = "AES-GCM authentication failed"
+        elif entry == "plain PEM":  # a custom cache still holding what an older version saved
+            content = intruder_pem
+            expected = "not JSON"
+        else:  # sealed under the right key, but as something other than a certificate
+            item = json.loads(seal(intruder_pem, intruder, certificate_server.apiv3_key.encode()))
+            item["encrypt_certificate"]["associated_data"] = "transaction"
+            content = json.dumps(item).encode()
+            expected = "not encrypted as a certificate"
+        (directory / f"wechatpay_{intruder}.json").write_bytes(content)
+    caplog.set_level(logging.WARNING, logger="wechatpay_chain")
+    async with certificate_server.client(certificate_cache=cache) as wxpay:
+        assert list(wxpay.public_keys) == []  # nothing trusted from the cache
+        response = await wxpay.v3.pay.transactions.native.post(
+            json=order(certificate_server, "f-2")
+        )
+        assert response.status == 200
+        assert intruder not in wxpay.public_keys
+    assert downloads(certificate_server) == 2  # downloaded afresh
+    [warning] = cache_warnings(caplog)
+    assert expected in warning
+
+
+async def test_plain_pem_files_of_an_older_version_are_not_trusted(
+    certificate_server: FakeWeChatPay, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = tmp_path / "certs"
+    directory.mkdir()
+    intruder, intruder_pem = intruder_certificate()
+    (directory / f"wechatpay_{intruder}.pem").write_bytes(intruder_pem)
+    caplog.set_level(logging.WARNING, logger="wechatpay_chain")
+    cache = DirectoryCertificateCache(directory)
+    async with certificate_server.client(certificate_cache=cache) as wxpay:
+        assert list(wxpay.public_keys) == []
+        await wxpay.v3.pay.transactions.native.post(json=order(certificate_server, "o-1"))
+        assert intruder not in wxpay.public_keys
+    [warning] = cache_warnings(caplog)
+    assert "plain-PEM" in warning
+    assert f"wechatpay_{intruder}.pem" in warning
+    assert downloads(certificate_server) == 1
+    serial = certificate_server.keys.certificates[0].serial
+    assert (directory / f"wechatpay_{serial}.json").is_file()  # the new format beside it
+
+
+class BrokenCache:
+    """A cache of one's own (a database, say) that is down."""
+
+    def load(self) -> list[bytes]:
+        raise ConnectionError("cache server down")
+
+    def save(self, entries: Sequence[bytes]) -> None:
+        raise ConnectionError("cache server down")
+
+
+async def test_a_custom_cache_that_fails_costs_a_download_not_a_call(
+    certificate_server: FakeWeChatPay, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="wechatpay_chain")
+    async with certificate_server.client(certificate_cache=BrokenCache()) as wxpay:
+        response = await wxpay.v3.pay.transactions.native.post(
+            json=order(certificate_server, "x-1")
+        )
+        assert response.status == 200
+    warnings = cache_warnings(caplog)
+    assert len(warnings) == 2
+    assert "could not read" in warnings[0]
+    assert "could not save" in warnings[1]
+    assert all("cache server down" in warning for warning in warnings)
 
 
 async def test_background_refresh_and_clean_stop(certificate_server: FakeWeChatPay) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
+import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
@@ -241,15 +242,70 @@ def test_documented_templates_expand_to_the_values_given(
 
 @bounded(200)
 @given(value=st.text(alphabet=UNICODE, min_size=1))
+@example("a\r\nb\x00c\x7f\x85\u2028 d?#e")  # control characters: encoded, never stripped
+@example("..")
 def test_placeholder_value_is_one_percent_encoded_segment(value: str) -> None:
+    if value in (".", ".."):
+        with pytest.raises(ValueError, match="path segment"):
+            expand(("v3", "x", "{v}"), {"v": value})
+        return
     target = expand(("v3", "x", "{v}"), {"v": value})
     assert target.isascii()
     assert target.startswith("/v3/x/")
     segment = target[len("/v3/x/") :]
     assert segment
     assert "/" not in segment
+    assert set(segment) <= TARGET_CHARACTERS
     assert unquote(segment, errors="strict") == value
-    assert expand(("v3", "x", "{+v}"), {"v": value}) == "/v3/x/" + value
+
+
+# What a raw value may hold, written independently of uri.py: RFC 3986 pchar and "/", with
+# "%" only in a %XX escape (so no control character, space, "?", "#" or non-ASCII).
+RAW_ALLOWED = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+RAW_TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(["a", "Z", "9", "%", "2", "E", "e", ".", "/", "-", "~", "@", "!"]),
+        st.sampled_from([chr(code) for code in [*range(0x21), *range(0x7F, 0xA0)]] + ["?", "#"]),
+        UNICODE,
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def makes_dot_segment(text: str) -> bool:
+    return any(part.lower().replace("%2e", ".") in (".", "..") for part in text.split("/"))
+
+
+@bounded(300)
+@given(value=RAW_TEXT, prefix=st.sampled_from(["", "p"]), suffix=st.sampled_from(["", ".", "s"]))
+@example(value="a\r\nb", prefix="", suffix="")
+@example(value="a b", prefix="", suffix="")
+@example(value="../pay", prefix="", suffix="")
+@example(value="%2e%2E", prefix="", suffix="")
+@example(value=".", prefix="", suffix=".")
+@example(value="a/", prefix="", suffix=".")
+@example(value="already%2Fencoded", prefix="", suffix="")
+@example(value="%E5%95%86", prefix="", suffix="")
+@example(value="商", prefix="", suffix="")
+@example(value="a%2", prefix="", suffix="")
+@example(value="\x7f\x9f", prefix="", suffix="")
+def test_a_raw_placeholder_is_sent_as_it_is_or_refused_by_name(
+    value: str, prefix: str, suffix: str
+) -> None:
+    segments = ("v3", "x", prefix + "{+v}" + suffix)
+    segment = prefix + value + suffix
+    if not RAW_ALLOWED.fullmatch(value) or makes_dot_segment(segment):
+        builds: tuple[Callable[[], str], ...] = (
+            lambda: expand(segments, {"v": value}),
+            lambda: request_target(segments, {"v": value}, None),
+        )
+        for build in builds:
+            with pytest.raises(ValueError, match=r"placeholder \{\+v\}"):
+                build()
+    else:  # exactly what was given: nothing stripped, nothing encoded
+        assert expand(segments, {"v": value}) == "/v3/x/" + segment
+        assert request_target(segments, {"v": value}, None) == "/v3/x/" + segment
 
 
 @bounded(200)
@@ -335,6 +391,32 @@ def test_query_round_trips_in_order(
     assert parse_qsl(query, keep_blank_values=True, errors="strict") == expected
     target = request_target(("v3", "x"), {}, params)
     assert target == (f"/v3/x?{query}" if query else "/v3/x")
+
+
+NOT_A_MAPPING = st.one_of(
+    st.lists(st.tuples(QUERY_TEXT, QUERY_TEXT), max_size=3),
+    st.lists(st.tuples(QUERY_TEXT, QUERY_TEXT), max_size=3).map(tuple),
+    QUERY_TEXT,
+    st.binary(max_size=8),
+    st.sets(QUERY_TEXT, max_size=3),
+    st.integers(),
+)
+
+
+@bounded(100)
+@given(params=NOT_A_MAPPING)
+@example(params=[("mchid", "1900000109")])
+@example(params="mchid=1900000109")
+@example(params=[])
+@example(params="")
+def test_params_that_are_not_a_mapping_are_a_type_error_naming_params(params: object) -> None:
+    builds: tuple[Callable[[], str], ...] = (
+        lambda: encode_query(params),  # type: ignore[arg-type]
+        lambda: request_target(("v3", "x"), {}, params),  # type: ignore[arg-type]
+    )
+    for build in builds:
+        with pytest.raises(TypeError, match="params"):
+            build()
 
 
 # -- 5. response verification -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from wechatpay_chain import WeChatPay
 from wechatpay_chain.errors import (
     ConfigError,
     MissingSignatureHeaderError,
@@ -606,3 +607,112 @@ def test_verifier_rejects_a_private_key_config() -> None:
 def test_store_key_from_another_pem(platform_key: rsa.RSAPrivateKey) -> None:
     store = PublicKeyStore({"PUB_KEY_ID_2": _public_key_pem(platform_key)})
     assert store["PUB_KEY_ID_2"].public_numbers() == platform_key.public_key().public_numbers()
+
+
+# ---------------------------------------------------------------- the shape of public_keys
+
+
+@pytest.mark.parametrize(
+    "public_keys",
+    [
+        str(WECHATPAY_PUBLIC_KEY),
+        WECHATPAY_PUBLIC_KEY,
+        WECHATPAY_PUBLIC_KEY.read_bytes(),
+        [str(WECHATPAY_PUBLIC_KEY)],
+        [(PUB_KEY_ID, str(WECHATPAY_PUBLIC_KEY))],
+        (PUB_KEY_ID,),
+    ],
+    ids=["path str", "Path", "PEM bytes", "list of paths", "list of pairs", "tuple"],
+)
+def test_public_keys_that_are_not_a_mapping_are_a_config_error(public_keys: object) -> None:
+    builds: tuple[Callable[[], object], ...] = (
+        lambda: PublicKeyStore(public_keys),  # type: ignore[arg-type]
+        lambda: Verifier(public_keys),  # type: ignore[arg-type]
+    )
+    for build in builds:
+        with pytest.raises(ConfigError, match=r"^public_keys: expected a mapping") as caught:
+            build()
+        assert not isinstance(caught.value, AttributeError)
+        # the PEM text itself is never echoed
+        assert "MIIB" not in str(caught.value)
+
+
+def test_a_client_given_public_keys_as_a_str_says_so() -> None:
+    with pytest.raises(ConfigError, match="public_keys"):
+        WeChatPay(
+            "1900000109",
+            "408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB",
+            DATA / "merchant_key_pkcs8.pem",
+            str(WECHATPAY_PUBLIC_KEY),  # type: ignore[arg-type]
+        )
+
+
+# ---------------------------------------------------------------- the merchant's own key
+
+
+def _merchant_public_key() -> rsa.RSAPublicKey:
+    return _merchant_private_key().public_key()
+
+
+def _merchant_certificate() -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "1900000109")])
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(_merchant_public_key())
+        .serial_number(int("408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB", 16))
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=365))
+        .sign(_merchant_private_key(), hashes.SHA256())
+    )
+
+
+@pytest.mark.parametrize(
+    "make_source",
+    [
+        pytest.param(_merchant_public_key, id="object"),
+        pytest.param(lambda: DATA / "merchant_public_key.pem", id="PEM path"),
+        pytest.param(
+            lambda: _merchant_public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            id="DER bytes",
+        ),
+        pytest.param(_merchant_certificate, id="the merchant's API certificate"),
+    ],
+)
+def test_the_merchants_own_key_is_refused_as_a_wechatpay_key(
+    make_source: Callable[[], KeySource],
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        PublicKeyStore({PUB_KEY_ID: make_source()}, merchant_key=_merchant_public_key())
+    assert str(caught.value).startswith(
+        f"public_keys[{PUB_KEY_ID!r}] is the merchant's own API key, not a WeChat Pay key"
+    )
+    # and the same when it comes later (a download, an add)
+    store = PublicKeyStore({PUB_KEY_ID: WECHATPAY_PUBLIC_KEY}, merchant_key=_merchant_public_key())
+    with pytest.raises(ConfigError, match="merchant's own API key"):
+        store.add("PUB_KEY_ID_2", make_source())
+    assert list(store) == [PUB_KEY_ID]  # nothing was added
+
+
+def test_a_certificate_with_the_merchants_key_is_refused_when_added(
+    platform_certificate: x509.Certificate,
+) -> None:
+    store = PublicKeyStore(merchant_key=_merchant_public_key())
+    assert store.add_certificate(platform_certificate) == CERT_SERIAL_HEX  # WeChat Pay's: fine
+    with pytest.raises(ConfigError, match="merchant's own API key"):
+        store.add_certificate(_merchant_certificate())
+
+
+def test_without_merchant_key_the_store_cannot_tell() -> None:
+    # No merchant key given (a signer in an HSM, say): the store cannot compare.
+    assert list(PublicKeyStore({PUB_KEY_ID: _merchant_public_key()})) == [PUB_KEY_ID]
+
+
+@pytest.mark.parametrize("merchant_key", ["apiclient_key.pem", b"", 1])
+def test_merchant_key_must_be_a_public_key(merchant_key: object) -> None:
+    with pytest.raises(ConfigError, match="merchant_key"):
+        PublicKeyStore(merchant_key=merchant_key)  # type: ignore[arg-type]

@@ -54,7 +54,7 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int, what: str) 
     if announced is not None and announced > limit:
         response.close()
         raise BodyTooLargeError(
-            what, limit=limit, size=announced, request_id=response.headers.get(HEADER_REQUEST_ID)
+            announced, limit, what=what, request_id=response.headers.get(HEADER_REQUEST_ID)
         )
     if announced is not None and "Content-Encoding" not in response.headers:
         # The framing bounds it: aiohttp reads no more than Content-Length bytes.
@@ -70,7 +70,11 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int, what: str) 
         if size > limit:
             response.close()
             raise BodyTooLargeError(
-                what, limit=limit, size=size, request_id=response.headers.get(HEADER_REQUEST_ID)
+                size,
+                limit,
+                at_least=True,
+                what=what,
+                request_id=response.headers.get(HEADER_REQUEST_ID),
             )
     body = b"".join(chunks)
     # aiohttp caches a read body in ``_body``; setting it is the one way to hand the bytes

@@ -14,7 +14,11 @@ per client (no global state) handles all three:
   many callers ask, and a minimum interval between on-demand downloads;
 * ``404 RESOURCE_NOT_EXISTS`` means the merchant uses the public key: it says so once and
   stops asking;
-* rotated certificates are kept until they expire, so both serials verify during a rotation.
+* rotated certificates are kept until they expire, so both serials verify during a rotation;
+* a :class:`CertificateCache` shares downloads between processes. It holds each certificate as
+  WeChat Pay sent it, still encrypted under the APIv3 key, and every entry is decrypted again
+  when loaded: an entry is trusted because it authenticates, not because a file holds it. A
+  cache that cannot be read or written costs a download, never an answer.
 """
 
 from __future__ import annotations
@@ -34,11 +38,10 @@ from typing import Literal, Protocol
 
 import attrs
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .crypto import aes_gcm_decrypt
-from .errors import ApiError, VerificationError, WeChatPayError
+from .errors import ApiError, DecryptionError, VerificationError, WeChatPayError
 from .keys import certificate_serial
 from .verifying import PublicKeyStore, Verifier, same_serial
 
@@ -55,6 +58,8 @@ logger = logging.getLogger("wechatpay_chain")
 
 CERTIFICATES_TARGET = "/v3/certificates"
 ASSOCIATED_DATA = "certificate"
+#: A cache entry is one ``/v3/certificates`` item (about 2 KiB); anything far larger is not one.
+MAX_CACHE_ENTRY = 64 * 1024
 #: What a download returns before verification: status, headers, body.
 Fetch = Callable[[], Awaitable[tuple[int, Mapping[str, str], bytes]]]
 
@@ -64,37 +69,116 @@ class CertificateError(VerificationError):
 
 
 class CertificateCache(Protocol):
-    """Where downloaded certificates are kept between processes (PEM bytes each)."""
+    """Where downloaded certificates are kept between processes.
 
-    def load(self) -> list[bytes]: ...
+    An entry is opaque ``bytes``: the UTF-8 JSON of one item of the ``/v3/certificates``
+    answer as WeChat Pay sent it (``serial_no``, ``effective_time``, ``expire_time`` and
+    ``encrypt_certificate``: the certificate still encrypted with AES-256-GCM under the
+    APIv3 key). The client decrypts and checks every entry it loads, so a cache needs no
+    integrity of its own: an entry that was changed, or written by anyone without the APIv3
+    key, fails and is skipped with a warning. An exception from ``load`` or ``save`` is
+    logged and costs a download, never a call.
+    """
 
-    def save(self, certificates: Sequence[bytes]) -> None: ...
+    def load(self) -> list[bytes]:
+        """Every entry saved so far, in any order (``[]`` when there are none)."""
+        ...
+
+    def save(self, entries: Sequence[bytes]) -> None:
+        """Keep these entries (one verified download's), each replacing one of the same
+        ``serial_no``."""
+        ...
+
+
+_SERIAL_NAME = frozenset("0123456789ABCDEFabcdef")
 
 
 @attrs.frozen
 class DirectoryCertificateCache:
-    """Certificates as ``wechatpay_<serial>.pem`` files in one directory, shared by processes.
+    """Certificates as ``wechatpay_<serial>.json`` files in one directory, shared by processes.
 
-    Each file is written to a temporary name and renamed, so a reader never sees half of one.
+    Each file holds one :class:`CertificateCache` entry (still encrypted) and is written to a
+    temporary name and renamed, so a reader never sees half of one. A name that is not a
+    readable regular file (a directory, a dangling link) is skipped with a warning; the
+    ``wechatpay_<serial>.pem`` files an earlier version wrote (plain PEM, trusted because a
+    file held them) are no longer read: a warning names them, and the certificates are
+    downloaded afresh.
     """
 
     directory: Path = attrs.field(converter=Path)
 
     def load(self) -> list[bytes]:
         if not self.directory.is_dir():
+            if self.directory.exists():
+                logger.warning(
+                    "certificate cache %s is not a directory: nothing loaded", self.directory
+                )
             return []
-        return [path.read_bytes() for path in sorted(self.directory.glob("wechatpay_*.pem"))]
-
-    def save(self, certificates: Sequence[bytes]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for pem in certificates:
-            serial = certificate_serial(x509.load_pem_x509_certificate(pem))
-            handle, temporary = tempfile.mkstemp(
-                dir=self.directory, prefix=".wechatpay_", suffix=".tmp"
+        old = sorted(self.directory.glob("wechatpay_*.pem"))
+        if old:
+            logger.warning(
+                "certificate cache %s: ignoring %d plain-PEM file(s) of an older version "
+                "(%s): a certificate is trusted only as WeChat Pay encrypted it, so it is "
+                "downloaded afresh; delete them",
+                self.directory,
+                len(old),
+                ", ".join(path.name for path in old[:5]),
             )
+        entries: list[bytes] = []
+        for path in sorted(self.directory.glob("wechatpay_*.json")):
+            entry = self._read(path)
+            if entry is not None:
+                entries.append(entry)
+        return entries
+
+    @staticmethod
+    def _read(path: Path) -> bytes | None:
+        if not path.is_file():  # follows links: False for a directory or a dangling link
+            logger.warning("certificate cache: skipping %s, which is not a regular file", path.name)
+            return None
+        try:
+            with path.open("rb") as file:
+                entry = file.read(MAX_CACHE_ENTRY + 1)
+        except OSError as error:
+            logger.warning("certificate cache: cannot read %s: %s", path.name, error.strerror)
+            return None
+        if len(entry) > MAX_CACHE_ENTRY:
+            logger.warning(
+                "certificate cache: skipping %s, larger than %d bytes", path.name, MAX_CACHE_ENTRY
+            )
+            return None
+        return entry
+
+    def save(self, entries: Sequence[bytes]) -> None:
+        """Write each entry; raises ``OSError`` when the directory cannot be written and
+        ``ValueError`` for an entry without a hexadecimal ``serial_no``."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for entry in entries:
+            self._write(_entry_serial(entry), entry)
+
+    def _write(self, serial: str, entry: bytes) -> None:
+        handle, temporary = tempfile.mkstemp(
+            dir=self.directory, prefix=".wechatpay_", suffix=".tmp"
+        )
+        try:
             with os.fdopen(handle, "wb") as file:
-                file.write(pem)
-            Path(temporary).replace(self.directory / f"wechatpay_{serial}.pem")
+                file.write(entry)
+            Path(temporary).replace(self.directory / f"wechatpay_{serial}.json")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                Path(temporary).unlink()
+            raise
+
+
+def _entry_serial(entry: bytes) -> str:
+    """The ``serial_no`` of a cache entry, checked to be safe in a file name."""
+    try:
+        serial = json.loads(entry)["serial_no"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise ValueError("a certificate cache entry is not a /v3/certificates item") from None
+    if not isinstance(serial, str) or not 0 < len(serial) <= 64 or not set(serial) <= _SERIAL_NAME:
+        raise ValueError("a certificate cache entry's serial_no is not hexadecimal")
+    return serial.upper()
 
 
 def _check_validity(certificate: x509.Certificate, now: datetime.datetime) -> None:
@@ -115,6 +199,13 @@ def decrypt_certificates(
     certificate whose serial does not match its ``serial_no``; a certificate outside its
     validity period is left out (and logged), and none left is an error too.
     """
+    return [certificate for _, certificate in _open_download(body, cipher, now)]
+
+
+def _open_download(
+    body: bytes, cipher: AESGCM, now: datetime.datetime
+) -> list[tuple[Mapping[str, object], x509.Certificate]]:
+    """:func:`decrypt_certificates`, keeping each certificate's item (what the cache keeps)."""
     try:
         document = json.loads(body)
         items = document["data"]
@@ -122,47 +213,74 @@ def decrypt_certificates(
             raise TypeError
     except (ValueError, KeyError, TypeError, RecursionError):
         raise CertificateError("the /v3/certificates answer has no list under 'data'") from None
-    certificates: list[x509.Certificate] = []
+    opened: list[tuple[Mapping[str, object], x509.Certificate]] = []
     refused: list[str] = []
     for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("encrypt_certificate"), dict):
-            raise CertificateError("a /v3/certificates entry has no encrypt_certificate")
-        sealed = item["encrypt_certificate"]
-        if sealed.get("algorithm") != "AEAD_AES_256_GCM":
-            raise CertificateError(
-                f"unsupported certificate encryption {str(sealed.get('algorithm'))[:32]!r}"
-            )
-        pem = aes_gcm_decrypt(
-            cipher,
-            nonce=str(sealed.get("nonce", "")),
-            ciphertext=str(sealed.get("ciphertext", "")),
-            associated_data=str(sealed.get("associated_data", ASSOCIATED_DATA)),
-        )
-        try:
-            certificate = x509.load_pem_x509_certificate(pem)
-        except ValueError:
-            raise CertificateError(
-                "a decrypted platform certificate is not a PEM X.509 certificate"
-            ) from None
-        if not same_serial(str(item.get("serial_no", "")), certificate_serial(certificate)):
-            raise CertificateError(
-                f"certificate serial {certificate_serial(certificate)} does not match serial_no "
-                f"{str(item.get('serial_no'))[:64]!r}"
-            )
+        certificate = _open_item(item, cipher, "a /v3/certificates entry")
         try:
             _check_validity(certificate, now)
         except CertificateError as error:
             refused.append(str(error))  # not trusted; the others may still be
             continue
-        certificates.append(certificate)
-    if not certificates:
+        opened.append((item, certificate))
+    if not opened:
         raise CertificateError(
             "the /v3/certificates answer holds no certificate valid now"
             + (f": {'; '.join(refused)}" if refused else "")
         )
     for reason in refused:
         logger.warning("refused a downloaded platform certificate: %s", reason)
-    return certificates
+    return opened
+
+
+def _open_item(
+    item: object, cipher: AESGCM, where: str, *, cached: bool = False
+) -> x509.Certificate:
+    """Decrypt one ``/v3/certificates`` item and check its serial (validity is the caller's)."""
+    if not isinstance(item, dict) or not isinstance(item.get("encrypt_certificate"), dict):
+        raise CertificateError(f"{where} has no encrypt_certificate")
+    sealed = item["encrypt_certificate"]
+    if sealed.get("algorithm") != "AEAD_AES_256_GCM":
+        raise CertificateError(
+            f"unsupported certificate encryption {str(sealed.get('algorithm'))[:32]!r}"
+        )
+    associated_data = str(sealed.get("associated_data", ASSOCIATED_DATA))
+    if cached and associated_data != ASSOCIATED_DATA:
+        # A cache entry must be what WeChat Pay encrypted as a certificate, never another
+        # resource sealed under the same key.
+        raise CertificateError(f"{where} was not encrypted as a certificate")
+    pem = aes_gcm_decrypt(
+        cipher,
+        nonce=str(sealed.get("nonce", "")),
+        ciphertext=str(sealed.get("ciphertext", "")),
+        associated_data=associated_data,
+    )
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise CertificateError(
+            "a decrypted platform certificate is not a PEM X.509 certificate"
+        ) from None
+    if not same_serial(str(item.get("serial_no", "")), certificate_serial(certificate)):
+        raise CertificateError(
+            f"certificate serial {certificate_serial(certificate)} does not match serial_no "
+            f"{str(item.get('serial_no'))[:64]!r}"
+        )
+    return certificate
+
+
+def _open_cached(entry: object, cipher: AESGCM, now: datetime.datetime) -> x509.Certificate:
+    """A cache entry's certificate, trusted only because it decrypts under the APIv3 key."""
+    if not isinstance(entry, bytes):
+        raise CertificateError(f"a cache entry is bytes, not {type(entry).__name__}")
+    try:
+        item = json.loads(entry)
+    except (ValueError, RecursionError):
+        hint = " (a plain PEM of an older version?)" if b"-----BEGIN" in entry[:64] else ""
+        raise CertificateError(f"a cache entry is not JSON{hint}") from None
+    certificate = _open_item(item, cipher, "a cache entry", cached=True)
+    _check_validity(certificate, now)
+    return certificate
 
 
 class CertificateManager:
@@ -225,15 +343,35 @@ class CertificateManager:
                 await task
 
     def _load_cache(self, cache: CertificateCache) -> None:
+        # Whatever goes wrong here costs a download, never the client: log and go on.
+        try:
+            entries = cache.load()
+        except Exception as error:  # any cache, any failure: logged, then downloaded
+            logger.warning(
+                "could not read the platform certificate cache, downloading afresh: %s",
+                _describe(error),
+            )
+            return
         now = self._now()
-        for pem in cache.load():
+        for entry in entries:
             try:
-                certificate = x509.load_pem_x509_certificate(pem)
-                _check_validity(certificate, now)
-            except (ValueError, CertificateError) as error:
+                self._store.add_certificate(_open_cached(entry, self._cipher, now))
+            except (CertificateError, DecryptionError) as error:
+                logger.warning(
+                    "ignoring a cached platform certificate, downloading afresh: %s", error
+                )
+            except WeChatPayError as error:
                 logger.warning("ignoring a cached platform certificate: %s", error)
-                continue
-            self._store.add_certificate(certificate)
+
+    def _save_cache(self, cache: CertificateCache, entries: list[bytes]) -> None:
+        # Called while an answer waits for its serial: a cache that cannot be written must
+        # not turn that answer into an error.
+        try:
+            cache.save(entries)
+        except Exception as error:  # any cache, any failure: logged only
+            logger.warning(
+                "could not save platform certificates to the cache: %s", _describe(error)
+            )
 
     async def _refresh_periodically(self) -> None:
         while self.mode != "public_key_only":
@@ -289,7 +427,8 @@ class CertificateManager:
         if not 200 <= status < 300:
             raise ApiError(status, body=body, headers=headers, request_id=headers.get("Request-ID"))
         now = self._now()
-        certificates = decrypt_certificates(body, self._cipher, now)
+        opened = _open_download(body, self._cipher, now)
+        certificates = [certificate for _, certificate in opened]
         anchor = (
             self._store
             if len(self._store)
@@ -310,4 +449,14 @@ class CertificateManager:
             f"; expired and dropped: {', '.join(expired)}" if expired else "",
         )
         if self._cache is not None:
-            self._cache.save([c.public_bytes(serialization.Encoding.PEM) for c in certificates])
+            self._save_cache(self._cache, [_entry_bytes(item) for item, _ in opened])
+
+
+def _entry_bytes(item: Mapping[str, object]) -> bytes:
+    """A cache entry: the item as WeChat Pay sent it, certificate still encrypted."""
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _describe(error: Exception) -> str:
+    # An OSError's str() has its errno and file name; other errors say what they are.
+    return f"{type(error).__name__}: {error}"

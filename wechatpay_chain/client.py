@@ -202,7 +202,11 @@ class WeChatPay(TypedRoot):
         max_body = _check_size("max_response_body", max_response_body)
         self._clock = clock
         self._signer = Signer(mchid, serial, private_key, clock=clock, nonce=nonce)
-        self._public_keys = PublicKeyStore(public_keys)
+        self._public_keys = PublicKeyStore(
+            public_keys,
+            # The merchant's own key is never a WeChat Pay key (unknown for an external signer).
+            merchant_key=None if self._signer.external else self._signer.private_key.public_key(),  # type: ignore[union-attr]
+        )
         self._verifier = Verifier(self._public_keys, clock=clock)
         # Platform certificates are managed when the APIv3 key (which decrypts them) is known.
         self._certificates = (

@@ -19,6 +19,7 @@ from .errors import ConfigError, DecryptionError
 
 __all__ = [
     "OAEP_MAX_PLAINTEXT",
+    "aes_gcm_cipher",
     "aes_gcm_decrypt",
     "aes_gcm_encrypt",
     "apiv3_key_bytes",
@@ -33,20 +34,45 @@ _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes
 
 
 def apiv3_key_bytes(apiv3_key: str | bytes) -> bytes:
-    """The APIv3 key as the AES key: its own 32 bytes, never hex- or Base64-decoded."""
-    key = apiv3_key.encode() if isinstance(apiv3_key, str) else apiv3_key
-    if not isinstance(key, bytes) or len(key) != 32:
-        got = f"{len(key)} bytes" if isinstance(key, bytes) else f"a {type(apiv3_key).__name__}"
-        raise ConfigError(f"apiv3_key: expected the 32-byte APIv3 key as str or bytes; got {got}")
+    """The APIv3 key as the AES key: its own 32 bytes, never hex- or Base64-decoded.
+
+    A ``str`` stands for its UTF-8 bytes. Anything but exactly 32 bytes is a ``ConfigError``:
+    AES would take 16 or 24 bytes as AES-128 or AES-192 without a word.
+    """
+    if isinstance(apiv3_key, str):
+        try:
+            key = apiv3_key.encode()
+        except UnicodeEncodeError:  # a lone surrogate: no UTF-8 bytes at all
+            raise ConfigError(
+                "apiv3_key: expected the 32-byte APIv3 key; got a str that is not text"
+            ) from None
+    elif isinstance(apiv3_key, (bytes, bytearray, memoryview)):
+        key = bytes(apiv3_key)
+    else:
+        raise ConfigError(
+            f"apiv3_key: expected the 32-byte APIv3 key as str or bytes; got {type(apiv3_key).__name__}"
+        )
+    if len(key) != 32:
+        raise ConfigError(
+            f"apiv3_key: expected the 32-byte APIv3 key as str or bytes; got {len(key)} bytes"
+        )
     return key
 
 
+def aes_gcm_cipher(apiv3_key: str | bytes | AESGCM) -> AESGCM:
+    """An ``AESGCM`` for the APIv3 key (checked by :func:`apiv3_key_bytes`), or the one given.
+
+    Building one costs as much as a decryption, so a caller that decrypts often keeps it.
+    """
+    return apiv3_key if isinstance(apiv3_key, AESGCM) else AESGCM(apiv3_key_bytes(apiv3_key))
+
+
 def aes_gcm_decrypt(
-    apiv3_key: bytes | AESGCM, *, nonce: str, ciphertext: str, associated_data: str = ""
+    apiv3_key: str | bytes | AESGCM, *, nonce: str, ciphertext: str, associated_data: str = ""
 ) -> bytes:
     """Decrypt a ``resource`` (or ``encrypt_certificate``) with the APIv3 key (or an
     ``AESGCM`` made from it, which a caller that decrypts often keeps)."""
-    cipher = apiv3_key if isinstance(apiv3_key, AESGCM) else AESGCM(apiv3_key)
+    cipher = aes_gcm_cipher(apiv3_key)
     try:
         sealed = base64.b64decode(ciphertext, validate=True)
         return cipher.decrypt(nonce.encode(), sealed, associated_data.encode())
@@ -59,11 +85,11 @@ def aes_gcm_decrypt(
 
 
 def aes_gcm_encrypt(
-    apiv3_key: bytes, *, nonce: str, plaintext: bytes, associated_data: str = ""
+    apiv3_key: str | bytes | AESGCM, *, nonce: str, plaintext: bytes, associated_data: str = ""
 ) -> str:
     """The inverse of :func:`aes_gcm_decrypt` (what WeChat Pay does; the fake server uses it)."""
     return base64.b64encode(
-        AESGCM(apiv3_key).encrypt(nonce.encode(), plaintext, associated_data.encode())
+        aes_gcm_cipher(apiv3_key).encrypt(nonce.encode(), plaintext, associated_data.encode())
     ).decode()
 
 

@@ -181,19 +181,49 @@ class RequestTimeoutError(TransportError, TimeoutError):
 
 class BodyTooLargeError(WeChatPayError, ValueError):
     """A body is larger than the limit set for it (an answer, a webhook, a bill): refused
-    before it is held in memory or written out. ``limit`` is the limit in bytes; ``size`` the
-    size seen, or announced, when it was refused (a lower bound when the body was cut off)."""
+    before it is verified, parsed, held in memory or written out.
 
-    limit: int
+    ``size`` is the body's length in bytes as announced, or how much of it was read when the
+    limit was crossed (then ``at_least`` is true); ``limit`` is the limit in bytes; ``what``
+    names the body; ``request_id`` is the answer's ``Request-ID``, if any.
+    """
+
     size: int
+    limit: int
+    at_least: bool
+    what: str
     request_id: str | None
 
-    def __init__(self, what: str, *, limit: int, size: int, request_id: str | None = None) -> None:
-        self.limit = limit
+    def __init__(
+        self,
+        size: int,
+        limit: int,
+        *,
+        at_least: bool = False,
+        what: str = "a body",
+        request_id: str | None = None,
+    ) -> None:
         self.size = size
+        self.limit = limit
+        self.at_least = at_least
+        self.what = what
         self.request_id = request_id
-        message = f"{what} of {size} bytes or more exceeds the limit of {limit} bytes"
+        of = f"at least {size}" if at_least else f"{size}"
+        message = f"{what} of {of} bytes exceeds the limit of {limit} bytes"
         super().__init__(message if request_id is None else f"{message} (Request-ID {request_id})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments are not in ``args``: rebuild from the attributes (pickling).
+        return (
+            _body_too_large,
+            (self.size, self.limit, self.at_least, self.what, self.request_id),
+        )
+
+
+def _body_too_large(
+    size: int, limit: int, at_least: bool, what: str, request_id: str | None
+) -> BodyTooLargeError:
+    return BodyTooLargeError(size, limit, at_least=at_least, what=what, request_id=request_id)
 
 
 class InvalidResponseError(WeChatPayError, ValueError):

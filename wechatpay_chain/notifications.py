@@ -6,9 +6,10 @@ arrived. A framework that hands over parsed-and-re-serialised JSON breaks every 
 client's :attr:`WeChatPay.notifications` adds adapters that read them from aiohttp and
 Starlette / FastAPI requests themselves.
 
-Order (PROTOCOL.md sections 2 to 4): the four ``Wechatpay-*`` headers, the 300 s window,
-the serial, the signature (a ``WECHATPAY/SIGNTEST/`` probe fails as a probe), and only then
-AES-256-GCM decryption of ``resource``.
+Order (PROTOCOL.md sections 2 to 4): the arguments and the body's size (at most
+:data:`DEFAULT_MAX_BODY` unless configured), the four ``Wechatpay-*`` headers, the 300 s
+window, the serial, the signature (a ``WECHATPAY/SIGNTEST/`` probe fails as a probe), and only
+then JSON parsing and AES-256-GCM decryption of ``resource``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .crypto import aes_gcm_decrypt
-from .errors import ConfigError, DecryptionError, InvalidNotificationError, UnknownSerialError
+from .crypto import aes_gcm_cipher, aes_gcm_decrypt
+from .errors import (
+    BodyTooLargeError,
+    ConfigError,
+    DecryptionError,
+    InvalidNotificationError,
+    UnknownSerialError,
+)
 from .verifying import Verifier
 
 if TYPE_CHECKING:
@@ -31,6 +38,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response as StarletteResponse
 
 __all__ = [
+    "DEFAULT_MAX_BODY",
     "Acknowledgement",
     "Notification",
     "Notifications",
@@ -40,6 +48,9 @@ __all__ = [
 ]
 
 SUPPORTED_ALGORITHM = "AEAD_AES_256_GCM"
+#: The largest notification body accepted, in bytes. WeChat Pay's notifications are a few
+#: KiB; a larger body is refused before its signature is checked or its JSON parsed.
+DEFAULT_MAX_BODY = 1024 * 1024
 
 
 @attrs.frozen
@@ -86,19 +97,60 @@ def _parse_time(text: str) -> datetime.datetime:
 
 
 def verify_and_decrypt(
-    headers: Mapping[str, str], body: bytes, *, verifier: Verifier, apiv3_key: bytes | AESGCM
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    verifier: Verifier,
+    apiv3_key: str | bytes | AESGCM,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> Notification:
     """Verify a notification's signature over the raw ``body``, then decrypt its resource.
 
-    Raises a :class:`~wechatpay_chain.errors.VerificationError` subclass when the message is
+    ``apiv3_key`` is the 32-byte APIv3 key as ``str`` or ``bytes`` (a ``str`` stands for its
+    UTF-8 bytes), or an ``AESGCM`` made from it. Arguments of the wrong kind raise
+    ``TypeError`` (or :class:`~wechatpay_chain.errors.ConfigError` for the key) before
+    anything is checked; a body longer than ``max_body`` bytes raises
+    :class:`~wechatpay_chain.errors.BodyTooLargeError` before its signature is checked.
+    Then a :class:`~wechatpay_chain.errors.VerificationError` subclass when the message is
     not proven to come from WeChat Pay, :class:`~wechatpay_chain.errors.InvalidNotificationError`
     when it is signed but malformed, and :class:`~wechatpay_chain.errors.DecryptionError`
     when the resource does not decrypt (a wrong APIv3 key, usually). Nothing else.
     """
+    cipher = _check_arguments(headers, body, verifier, apiv3_key, max_body)
+    return _verify_and_decrypt(headers, body, verifier, cipher, max_body)
+
+
+def _check_arguments(
+    headers: object, body: object, verifier: object, apiv3_key: object, max_body: object
+) -> AESGCM:
+    # Wrong-shaped arguments fail here, by name, not as an AttributeError deep inside.
+    if not isinstance(headers, Mapping):
+        raise TypeError(
+            f"headers must be the request's header mapping, not {type(headers).__name__}"
+        )
     if not isinstance(body, bytes):
         raise TypeError(
             f"body must be the raw request bytes, not {type(body).__name__}: re-serialised JSON breaks the signature"
         )
+    if not isinstance(verifier, Verifier):
+        raise TypeError(
+            f"verifier must be a wechatpay_chain.verifying.Verifier, not {type(verifier).__name__}"
+        )
+    _check_max_body(max_body)
+    return aes_gcm_cipher(apiv3_key)  # type: ignore[arg-type]  # checked: ConfigError
+
+
+def _check_max_body(max_body: object) -> int:
+    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body <= 0:
+        raise ConfigError(f"max_body: expected a number of bytes > 0; got {repr(max_body)[:40]}")
+    return max_body
+
+
+def _verify_and_decrypt(
+    headers: Mapping[str, str], body: bytes, verifier: Verifier, cipher: AESGCM, max_body: int
+) -> Notification:
+    if len(body) > max_body:
+        raise BodyTooLargeError(len(body), max_body, what="the notification body")
     verifier.verify(headers, body)
     try:
         envelope = json.loads(body)
@@ -115,7 +167,7 @@ def verify_and_decrypt(
             f"resource.algorithm {algorithm[:32]!r} is not {SUPPORTED_ALGORITHM}"
         )
     plaintext = aes_gcm_decrypt(
-        apiv3_key,
+        cipher,
         nonce=_text_field(resource, "nonce", "resource"),
         ciphertext=_text_field(resource, "ciphertext", "resource"),
         associated_data=_text_field(resource, "associated_data", "resource", required=False),
@@ -186,18 +238,31 @@ def failure(message: str = "失败", *, status: int = 500) -> Acknowledgement:
 
 
 class Notifications:
-    """``wxpay.notifications``: the client's keys applied to incoming notifications."""
+    """``wxpay.notifications``: the client's keys applied to incoming notifications.
+
+    ``max_body`` is the largest body accepted, in bytes (default 1 MiB): a larger one is
+    refused with :class:`~wechatpay_chain.errors.BodyTooLargeError` before its signature is
+    checked, and the adapters never read more than that into memory.
+    """
 
     def __init__(
         self,
         verifier: Verifier,
-        apiv3_key: bytes | None,
+        apiv3_key: str | bytes | None,
         learn: Callable[[str], Awaitable[bool]] | None = None,
+        *,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
+        if not isinstance(verifier, Verifier):
+            raise TypeError(
+                "verifier must be a wechatpay_chain.verifying.Verifier, "
+                f"not {type(verifier).__name__}"
+            )
         self._verifier = verifier
         self._learn = learn
+        self.max_body = _check_max_body(max_body)
         # Made once: building the cipher costs as much as a notification's decryption.
-        self._cipher = None if apiv3_key is None else AESGCM(apiv3_key)
+        self._cipher = None if apiv3_key is None else aes_gcm_cipher(apiv3_key)
 
     def __repr__(self) -> str:
         return "<wechatpay_chain.Notifications>"
@@ -206,10 +271,9 @@ class Notifications:
         """Verify and decrypt; see :func:`verify_and_decrypt`."""
         if self._cipher is None:
             raise ConfigError("apiv3_key: the client needs the APIv3 key to decrypt notifications")
+        _check_arguments(headers, body, self._verifier, self._cipher, self.max_body)
         try:
-            return verify_and_decrypt(
-                headers, body, verifier=self._verifier, apiv3_key=self._cipher
-            )
+            return _verify_and_decrypt(headers, body, self._verifier, self._cipher, self.max_body)
         except UnknownSerialError:
             # A serial not held yet: a rotated platform certificate, perhaps.
             serial = next(
@@ -217,14 +281,51 @@ class Notifications:
             )
             if self._learn is None or not await self._learn(serial.strip()):
                 raise
-            return verify_and_decrypt(
-                headers, body, verifier=self._verifier, apiv3_key=self._cipher
-            )
+            return _verify_and_decrypt(headers, body, self._verifier, self._cipher, self.max_body)
 
     async def from_aiohttp(self, request: web.Request) -> Notification:
-        """Read the raw body of an ``aiohttp.web.Request`` and parse it."""
-        return await self.parse(request.headers, await request.read())
+        """Read the raw body of an ``aiohttp.web.Request`` (at most ``max_body`` bytes of it)
+        and parse it."""
+        self._refuse_announced(request.content_length)
+        body = bytearray()
+        while len(body) <= self.max_body:
+            chunk = await request.content.read(self.max_body + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
+        if len(body) > self.max_body:
+            raise BodyTooLargeError(
+                len(body), self.max_body, at_least=True, what="the notification body"
+            )
+        if not body and request.content.at_eof():
+            # Read before we were called: aiohttp keeps what request.read() returned (and
+            # parse() still applies the limit to it).
+            return await self.parse(request.headers, await request.read())
+        return await self.parse(request.headers, bytes(body))
 
     async def from_starlette(self, request: StarletteRequest) -> Notification:
-        """Read the raw body of a Starlette / FastAPI ``Request`` and parse it."""
-        return await self.parse(request.headers, await request.body())
+        """Read the raw body of a Starlette / FastAPI ``Request`` (at most ``max_body`` bytes
+        of it) and parse it."""
+        self._refuse_announced(_content_length(request.headers.get("content-length", "")))
+        body = bytearray()
+        # stream() hands over the cached body when something read it already.
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_body:
+                raise BodyTooLargeError(
+                    len(body), self.max_body, at_least=True, what="the notification body"
+                )
+        return await self.parse(request.headers, bytes(body))
+
+    def _refuse_announced(self, length: int | None) -> None:
+        # A Content-Length beyond the limit is refused before a byte of the body is read.
+        if length is not None and length > self.max_body:
+            raise BodyTooLargeError(length, self.max_body, what="the notification body")
+
+
+def _content_length(text: str) -> int | None:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        return None  # absent or malformed: the body is counted as it is read
+    # Bounded: int() of thousands of digits is slow, then refused by Python.
+    return int(text) if len(text) <= 18 else 10**18

@@ -28,6 +28,12 @@ QueryValue = str | int | float | bool | None | Sequence[str | int | float | bool
 SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
 _PLACEHOLDER = re.compile(r"\{(\+?)([^{}/]+)\}")
 _CAPITAL = re.compile(r"[A-Z]")
+# A raw ``{+name}`` value is sent as it is, so it must already be a percent-encoded path:
+# RFC 3986 pchar and "/", with "%" only in a %XX escape. Anything else is refused, never
+# removed or encoded (the value signed and sent is the value given): control characters
+# (C0, DEL, C1), which an HTTP stack strips or refuses; space, "?" and "#", which end the
+# path; non-ASCII, which is not allowed on a request line.
+_RAW_REFUSED = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]|%(?![0-9A-Fa-f]{2})")
 
 
 # Attribute names come from source code, a small set: memoised, and bounded all the same.
@@ -77,13 +83,43 @@ def _component(text: str) -> str:
     return text if text.isascii() and text.isalnum() else quote(text, safe="")
 
 
-def _placeholder_value(name: str, value: object) -> str:
+def _placeholder_value(name: str, value: object, raw: bool = False) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise TypeError(f"placeholder {name!r} takes a str or int, not {type(value).__name__}")
     text = str(value)
     if not text:
         raise ValueError(f"placeholder {name!r} is empty: it would leave an empty path segment")
+    if raw:
+        refused = _RAW_REFUSED.search(text)
+        if refused:
+            what = (
+                "a '%' that starts no %XX escape"
+                if refused.group() == "%"
+                else f"{refused.group()!r} (U+{ord(refused.group()):04X})"
+            )
+            raise ValueError(
+                f"placeholder {{+{name}}} holds {what}: a {{+name}} value is sent as it is, so "
+                f"it must be percent-encoded already (or write {{{name}}} to have it encoded)"
+            )
     return text
+
+
+def _is_dot_segment(part: str) -> bool:
+    # "%2E" is "." to a server that normalises the path (RFC 3986 6.2.2.2).
+    return part in (".", "..") or part.replace("%2E", ".").replace("%2e", ".") in (".", "..")
+
+
+def _check_segment(text: str, raw_names: Sequence[str]) -> None:
+    """Refuse a filled segment that a server or proxy would normalise away, reaching another
+    endpoint: ``.`` or ``..`` as the segment, or as a piece of it a raw value split off."""
+    if raw_names and any(_is_dot_segment(part) for part in text.split("/")):
+        named = ", ".join("{+" + name + "}" for name in raw_names)
+        raise ValueError(
+            f"placeholder {named} makes a dot segment ('.' or '..'), which would change which "
+            "endpoint is called"
+        )
+    if text in (".", ".."):
+        raise ValueError(f"{text!r} as a path segment would change which endpoint is called")
 
 
 def expand(segments: Sequence[str], values: Mapping[str, object]) -> str:
@@ -91,7 +127,8 @@ def expand(segments: Sequence[str], values: Mapping[str, object]) -> str:
 
     Every placeholder must be filled and every value must fill one, else ``TypeError``.
     ``{name}`` values are encoded as one segment (``/`` becomes ``%2F``); ``{+name}`` values
-    are inserted as they are (already encoded ids).
+    are inserted as they are (already encoded ids), and ``ValueError`` refuses one holding a
+    control character, a space, ``?`` or ``#``, or making a ``.`` or ``..`` segment.
     """
     wanted = placeholders(segments)
     unknown = [name for name in values if name not in wanted]
@@ -109,16 +146,18 @@ def expand(segments: Sequence[str], values: Mapping[str, object]) -> str:
     for segment in segments:
         position = 0
         parts: list[str] = []
+        raw_names: list[str] = []
         for match in _PLACEHOLDER.finditer(segment):
+            raw, name = bool(match.group(1)), match.group(2)
             parts.append(quote(segment[position : match.start()], safe=SEGMENT_SAFE))
-            value = _placeholder_value(match.group(2), values[match.group(2)])
-            parts.append(value if match.group(1) else _component(value))
+            value = _placeholder_value(name, values[name], raw)
+            parts.append(value if raw else _component(value))
+            if raw:
+                raw_names.append(name)
             position = match.end()
         parts.append(quote(segment[position:], safe=SEGMENT_SAFE))
         text = "".join(parts)
-        if text in (".", ".."):
-            # A server or proxy would normalise it away and reach another endpoint.
-            raise ValueError(f"{text!r} as a path segment would change which endpoint is called")
+        _check_segment(text, raw_names)
         encoded.append(text)
     return "/" + "/".join(encoded)
 
@@ -136,11 +175,21 @@ def _query_text(key: str, value: str | int | float | bool) -> str:
 
 
 def encode_query(params: Mapping[str, QueryValue] | None) -> str:
-    """Encode ``params`` in the caller's order; ``None`` values are left out, lists repeat the key."""
-    if not params:
+    """Encode ``params`` in the caller's order; ``None`` values are left out, lists repeat the key.
+
+    ``params`` must be a mapping (``TypeError`` otherwise, even when empty: a list of pairs or
+    a ready-made query string is a mistake to say, not to guess at) with ``str`` keys.
+    """
+    if params is None:
         return ""
+    if type(params) is not dict and not isinstance(params, Mapping):
+        raise TypeError(
+            f"params must be a mapping of query parameters, not {type(params).__name__}"
+        )
     pairs: list[str] = []
     for key, value in params.items():
+        if not isinstance(key, str):
+            raise TypeError(f"params: a query parameter's name is a str, not {type(key).__name__}")
         if value is None:
             continue
         if isinstance(value, (list, tuple)):
@@ -196,16 +245,18 @@ def _fill(items: tuple[str | tuple[_SegmentPiece, ...], ...], values: Mapping[st
             parts.append(item)
             continue
         pieces: list[str] = []
+        raw_names: list[str] = []
         for piece in item:
             if isinstance(piece, str):
                 pieces.append(piece)
             else:
                 name, raw = piece
-                value = _placeholder_value(name, values[name])
+                value = _placeholder_value(name, values[name], raw)
                 pieces.append(value if raw else _component(value))
+                if raw:
+                    raw_names.append(name)
         text = "".join(pieces)
-        if text in (".", ".."):
-            raise ValueError(f"{text!r} as a path segment would change which endpoint is called")
+        _check_segment(text, raw_names)
         parts.append(text)
     return "".join(parts)
 
@@ -223,5 +274,5 @@ def request_target(
 
 
 def _with_query(path: str, params: Mapping[str, QueryValue] | None) -> str:
-    query = encode_query(params) if params else ""
+    query = "" if params is None else encode_query(params)
     return f"{path}?{query}" if query else path

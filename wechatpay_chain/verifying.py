@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 
@@ -89,7 +90,33 @@ class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
     at once during the migration period, and several certificates during a rotation.
     """
 
-    def __init__(self, keys: Mapping[str, KeySource] | None = None) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, KeySource] | None = None,
+        *,
+        merchant_key: rsa.RSAPublicKey | None = None,
+    ) -> None:
+        """``keys`` maps a serial or ``PUB_KEY_ID_...`` to a key or certificate.
+
+        ``merchant_key`` is the merchant's own API public key, when known: a WeChat Pay key
+        equal to it, configured now or added later, is a ``ConfigError`` (a mix-up of
+        ``apiclient_key.pem``'s key with ``pub_key.pem`` that would otherwise verify nothing).
+        """
+        if keys is not None and not isinstance(keys, Mapping):
+            hint = (
+                " (one path or PEM? write {'PUB_KEY_ID_...': it})"
+                if isinstance(keys, (str, bytes, os.PathLike))
+                else ""
+            )
+            raise ConfigError(
+                "public_keys: expected a mapping of serial or PUB_KEY_ID_... to a WeChat Pay "
+                f"public key or certificate; got a {type(keys).__name__}{hint}"
+            )
+        if merchant_key is not None and not isinstance(merchant_key, rsa.RSAPublicKey):
+            raise ConfigError(
+                f"merchant_key: expected an RSA public key; got a {type(merchant_key).__name__}"
+            )
+        self._merchant = None if merchant_key is None else merchant_key.public_numbers()
         self._keys: dict[str, _Entry] = {}
         self._preferred: str | object | None = _UNKNOWN
         for serial, source in (keys or {}).items():
@@ -102,9 +129,14 @@ class PublicKeyStore(Mapping[str, rsa.RSAPublicKey]):
                 "public_keys: each key needs its serial or PUB_KEY_ID_... as a non-empty str"
             )
         not_after = source.not_valid_after_utc if isinstance(source, x509.Certificate) else None
-        self._keys[_normalise_serial(serial)] = _Entry(
-            serial.strip().upper(), load_verification_key(source), not_after
-        )
+        key = load_verification_key(source)
+        if self._merchant is not None and key.public_numbers() == self._merchant:
+            raise ConfigError(
+                f"public_keys[{serial.strip()[:64]!r}] is the merchant's own API key, not a "
+                "WeChat Pay key: use the WeChat Pay public key (pub_key.pem) or a platform "
+                "certificate"
+            )
+        self._keys[_normalise_serial(serial)] = _Entry(serial.strip().upper(), key, not_after)
         self._preferred = _UNKNOWN
 
     def add_certificate(self, certificate: x509.Certificate) -> str:

@@ -4,9 +4,13 @@ directory, as ``wechatpay_<serial>.pem`` files."""
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 
-from ..certificates import DirectoryCertificateCache
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from ..errors import DecryptionError
 from ..keys import certificate_serial
 from .common import EXIT_OK, Refused, add_merchant_options, existing_directory, merchant_from
@@ -34,7 +38,7 @@ def add_certificates_command(commands: argparse._SubParsersAction[argparse.Argum
 async def download_certificates(arguments: argparse.Namespace) -> int:
     directory = existing_directory("--output", Path(arguments.output))
     merchant = merchant_from(arguments, needs_apiv3_key=True)
-    wxpay = merchant.client(certificate_cache=DirectoryCertificateCache(directory))
+    wxpay = merchant.client()
     manager = wxpay.certificates
     if manager is None:  # pragma: no cover - an APIv3 key was given, so certificates are managed
         raise Refused("platform certificates are not managed for this configuration")
@@ -50,6 +54,10 @@ async def download_certificates(arguments: argparse.Namespace) -> int:
         )
     for certificate in manager.downloaded:
         serial = certificate_serial(certificate)
+        try:
+            _write_pem(directory, serial, certificate)
+        except OSError as error:
+            raise Refused(f"cannot write to {directory}: {error.strerror}") from None
         print(
             f"{serial}  valid {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} "
             f"to {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC  "
@@ -57,3 +65,19 @@ async def download_certificates(arguments: argparse.Namespace) -> int:
             flush=True,
         )
     return EXIT_OK
+
+
+def _write_pem(directory: Path, serial: str, certificate: x509.Certificate) -> None:
+    """``wechatpay_<serial>.pem``, written to a temporary name and renamed, so that a reader
+    never sees half of one. Plain PEM, for people and other tools: a client's own cache is
+    :class:`~wechatpay_chain.certificates.DirectoryCertificateCache`, which keeps the
+    certificates encrypted as WeChat Pay sent them."""
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".wechatpay_", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(certificate.public_bytes(serialization.Encoding.PEM))
+        os.chmod(temporary, 0o644)  # a certificate is public; mkstemp made it 0600
+        Path(temporary).replace(directory / f"wechatpay_{serial}.pem")
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -125,9 +125,10 @@ class BillStream:
         self.size += len(piece)
         if self.size > self.max_size:
             raise BodyTooLargeError(
-                "the bill (decompressed)",
-                limit=self.max_size,
-                size=self.size,
+                self.size,
+                self.max_size,
+                at_least=True,
+                what="the bill (decompressed)",
                 request_id=self._download.request_id,
             )
         return piece

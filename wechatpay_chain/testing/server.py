@@ -205,7 +205,9 @@ class FakeWeChatPay:
 
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.router.add_route(
+            "*", "/{tail:(?s:.*)}", self._handle
+        )  # any path, even with a %0A in it
         # A short shutdown: a test's server stops with its test, whatever is still open.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
