@@ -247,7 +247,7 @@ class Generator:
         if "oneOf" in schema or "anyOf" in schema:
             options = [
                 self.annotation(option, here, f"{hint}{number}", xml)
-                for number, option in enumerate(schema.get("oneOf") or schema.get("anyOf"), 1)
+                for number, option in enumerate(schema.get("oneOf") or schema.get("anyOf") or [], 1)
             ]
             return " | ".join(dict.fromkeys(options))
         kind = schema.get("type")

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
@@ -21,6 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from wechatpay_chain import DecryptionError, UnknownSerialError, VerificationError
 from wechatpay_chain.certificates import CertificateError, DirectoryCertificateCache
 from wechatpay_chain.testing import FakeWeChatPay, Fault, generate_private_key
+
+if TYPE_CHECKING:
+    # Names for type checkers only: the generated stubs (docs/chain.md, "Types").
+    from wechatpay_chain.endpoints.schemas import V3PayTransactionsNativePostBody
 
 Keys = tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]
 
@@ -36,7 +40,7 @@ async def certificate_server(wechatpay_keys: Keys) -> AsyncIterator[FakeWeChatPa
         yield server
 
 
-def order(server: FakeWeChatPay, number: str) -> dict[str, Any]:
+def order(server: FakeWeChatPay, number: str) -> V3PayTransactionsNativePostBody:
     return {
         "appid": "wxd678efh567hg6787",
         "mchid": server.merchant.mchid,
