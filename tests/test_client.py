@@ -436,7 +436,7 @@ async def test_nothing_listening_raises_connect_error() -> None:
         "1900000109", "ABCDEF", generate_private_key(), base_url=f"http://127.0.0.1:{port}"
     ) as wxpay:
         with pytest.raises(ConnectError, match="cannot connect"):
-            await wxpay.v3.pay.transactions.native.post(json={})  # type: ignore[arg-type]
+            await wxpay.v3.pay.transactions.native.post(json={})  # type: ignore[typeddict-item]
 
 
 async def test_dropped_connection_raises_transport_error_for_a_write(
