@@ -242,7 +242,9 @@ def test_mypy_checks_paths_bodies_placeholders_and_answers(
     assert not stderr, stderr
     found: dict[int, list[str]] = {}
     for line in stdout.splitlines():
-        match = re.match(rf"{re.escape(str(sample))}:(\d+): (?:error|note): (.*)", line)
+        # By file name: mypy replays the messages of an unchanged module from its cache,
+        # with the path it had when they were recorded (another run's tmp_path).
+        match = re.match(r"(?:.*[\\/])?typed_calls\.py:(\d+): (?:error|note): (.*)", line)
         if match:
             # mypy 1 says "builtins.str", mypy 2 "str"
             message = match.group(2).replace("builtins.", "")
