@@ -40,6 +40,13 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session
+def typing_speed(session: nox.Session) -> None:
+    """mypy over a module that uses twenty typed paths, cold and warm (the typed surface)."""
+    session.install("-e", ".[lint]")
+    session.run("python", "benchmarks/time_typing.py")
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """The benchmarks under benchmarks/: a table each, and JSON in benchmarks/results/."""
     # [tests]: the import benchmark times the pytest plugin, which needs pytest-asyncio.

@@ -426,7 +426,7 @@ async def _uploads(
 
         async def library_path() -> int:
             response = await wxpay.v3.merchant.media.video_upload.post(file=path, timeout=120)
-            assert response.json()["size"] == size
+            assert response.json()["size"] == size  # type: ignore[typeddict-item]
             return size
 
         block = hashlib.sha256(b"iterator").digest() * (MIB // 32)
@@ -440,7 +440,7 @@ async def _uploads(
             response = await wxpay.v3.merchant.media.video_upload.post(
                 file=chunks(), filename="upload.mp4", timeout=120
             )
-            assert response.json()["size"] == size
+            assert response.json()["size"] == size  # type: ignore[typeddict-item]
             return size
 
         await plain_upload()  # warm-up: connections and page cache

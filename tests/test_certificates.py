@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
@@ -23,6 +23,10 @@ from wechatpay_chain.crypto import aes_gcm_encrypt
 from wechatpay_chain.keys import certificate_serial
 from wechatpay_chain.testing import FakeWeChatPay, Fault, generate_private_key
 from wechatpay_chain.testing.platform import make_certificate
+
+if TYPE_CHECKING:
+    # Names for type checkers only: the generated stubs (docs/chain.md, "Types").
+    from wechatpay_chain.endpoints.schemas import V3PayTransactionsNativePostBody
 
 Keys = tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]
 
@@ -38,7 +42,7 @@ async def certificate_server(wechatpay_keys: Keys) -> AsyncIterator[FakeWeChatPa
         yield server
 
 
-def order(server: FakeWeChatPay, number: str) -> dict[str, Any]:
+def order(server: FakeWeChatPay, number: str) -> V3PayTransactionsNativePostBody:
     return {
         "appid": "wxd678efh567hg6787",
         "mchid": server.merchant.mchid,

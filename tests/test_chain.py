@@ -93,7 +93,7 @@ async def test_placeholder_attribute_is_filled_by_keyword(
 async def test_placeholder_name_is_kept_as_written(
     wechatpay_server: FakeWeChatPay, wechatpay_client: WeChatPay
 ) -> None:
-    node = wechatpay_client.v3.things._thingId_
+    node = wechatpay_client.v3.things._thingId_  # type: ignore[attr-defined]
     assert await arrived(wechatpay_server, node.get(thingId="7")) == "/v3/things/7"
 
 
@@ -195,7 +195,7 @@ async def test_query_params_keep_order_drop_none_repeat_lists(
         "json": '{"k":"中"}',
     }
     snapshot = copy.deepcopy(params)
-    target = await arrived(wechatpay_server, wechatpay_client.v3.x.get(params=params))
+    target = await arrived(wechatpay_server, wechatpay_client.v3.x.get(params=params))  # type: ignore[attr-defined]
     assert target == (
         "/v3/x?z=last%3F%26%3D&a=1&flag=true&ids=1&ids=2&json=%7B%22k%22%3A%22%E4%B8%AD%22%7D"
     )
@@ -226,7 +226,7 @@ async def test_dunder_lookups_never_mint_segments(wechatpay_client: WeChatPay) -
 async def test_nodes_are_immutable_and_cheap(wechatpay_client: WeChatPay) -> None:
     node = wechatpay_client.v3.pay
     with pytest.raises(AttributeError):
-        node.transactions = "x"
+        node.transactions = "x"  # type: ignore[misc, assignment]
     with pytest.raises(AttributeError):
         del node.transactions
     assert copy.copy(node) is not node
@@ -255,7 +255,7 @@ async def test_every_verb_and_request(
         return Reply(200, {"method": request.method, "id": values["item_id"]})
 
     wechatpay_server.route(method, "/v3/items/{item_id}", answer)
-    node = wechatpay_client.v3.items._item_id_
+    node = wechatpay_client.v3.items._item_id_  # type: ignore[attr-defined]
     verb = getattr(node, method.lower())
     body: dict[str, Any] = {} if method.upper() == "GET" else {"json": {"n": 1}}
     by_verb = await verb(item_id="i1", **body)
@@ -270,7 +270,7 @@ async def test_unknown_method_is_refused(
     wechatpay_server: FakeWeChatPay, wechatpay_client: WeChatPay
 ) -> None:
     with pytest.raises(ValueError, match="method must be one of"):
-        await wechatpay_client.v3.x.request("TRACE")
+        await wechatpay_client.v3.x.request("TRACE")  # type: ignore[attr-defined]
     assert wechatpay_server.requests == []
 
 
@@ -297,7 +297,7 @@ async def test_chains_built_from_many_names_keep_memory_bounded(
 ) -> None:
     # Nodes remember the children they built (the same chain in a hot handler is then a few
     # look-ups), but only so many: names made from data must not grow memory for ever.
-    parent = wechatpay_client.v3.items
+    parent = wechatpay_client.v3.items  # type: ignore[attr-defined]
 
     def build(first: int, count: int) -> None:
         for n in range(first, first + count):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
@@ -19,6 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from wechatpay_chain import ApiError, Notification, WeChatPay, WeChatPayError
 from wechatpay_chain.notifications import failure, success
 from wechatpay_chain.testing import FakeWeChatPay
+
+if TYPE_CHECKING:
+    # Names for type checkers only: the generated stubs (docs/chain.md, "Types").
+    from wechatpay_chain.endpoints.schemas import (
+        V3PasswordExemptContractContractsQsPreEntrustSignPayRedirectSignPostBody as PreSign,
+    )
 
 Keys = tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]
 PRE_SIGN = "v3/password-exempt-contract/contracts/qs/pre-entrust-sign/pay-redirect-sign"
@@ -116,7 +122,7 @@ async def jsapi_order(
     return prepay_id
 
 
-def pre_sign_body(receiver: Receiver, prepay_id: str, code: str) -> dict[str, Any]:
+def pre_sign_body(receiver: Receiver, prepay_id: str, code: str) -> PreSign:
     return {
         "appid": "wxd678efh567hg6787",
         "sub_appid": "wxd678efh567hg6999",
@@ -237,7 +243,7 @@ async def test_pre_sign_refusals_use_wechat_pays_error_shape(
     assert "c-dup" in (duplicate.value.message or "")
 
     missing = pre_sign_body(receiver, prepay_id, "c-missing")
-    del missing["contract_display_account"]
+    del missing["contract_display_account"]  # type: ignore[misc]
     with pytest.raises(ApiError) as incomplete:
         await node.post(json=missing)
     assert incomplete.value.detail["field"] == "/contract_display_account"

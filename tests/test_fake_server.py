@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -41,6 +41,10 @@ from wechatpay_chain.signing import Signer, request_message, rsa_sign
 from wechatpay_chain.testing import ApiFailure, FakeWeChatPay, Fault, RecordedRequest, Reply
 from wechatpay_chain.verifying import Verifier
 
+if TYPE_CHECKING:
+    # Names for type checkers only: the generated stubs (docs/chain.md, "Types").
+    from wechatpay_chain.endpoints.schemas import V3RefundDomesticRefundsPostBody
+
 DATA = Path(__file__).parent / "data"
 SCHEME = "WECHATPAY2-SHA256-RSA2048"
 APPID = "wxd678efh567hg6787"
@@ -65,7 +69,8 @@ class RawAnswer:
         return json.loads(self.body)
 
 
-def _order(mchid: str, out_trade_no: str, **extra: Any) -> dict[str, Any]:
+# Any: a body for several order endpoints (native, jsapi, app), extra fields included.
+def _order(mchid: str, out_trade_no: str, **extra: Any) -> Any:
     return {
         "appid": APPID,
         "mchid": mchid,
@@ -473,7 +478,7 @@ async def test_server_knowing_only_the_merchant_public_key(
 
 async def test_unknown_path_is_404_with_code_and_message(wechatpay_client: WeChatPay) -> None:
     with pytest.raises(ApiError) as caught:
-        await wechatpay_client.v3.no.such.thing.get()
+        await wechatpay_client.v3.no.such.thing.get()  # type: ignore[attr-defined]
     error = caught.value
     assert error.status == 404
     document = json.loads(error.body)
@@ -487,7 +492,7 @@ async def test_unknown_path_is_404_with_code_and_message(wechatpay_client: WeCha
 
 async def test_known_path_with_wrong_method_is_405(wechatpay_client: WeChatPay) -> None:
     with pytest.raises(ApiError) as caught:
-        await wechatpay_client.v3.pay.transactions.native.get()
+        await wechatpay_client.v3.pay.transactions.native.get()  # type: ignore[attr-defined]
     assert caught.value.status == 405
     assert caught.value.code
 
@@ -528,7 +533,7 @@ async def test_custom_route_with_several_placeholders_and_no_leading_slash(
         return Reply(200, dict(values))
 
     wechatpay_server.route("post", "v3/things/{kind}/items/{item_id}", handle)
-    response = await wechatpay_client.v3.things._kind_.items._item_id_.post(
+    response = await wechatpay_client.v3.things._kind_.items._item_id_.post(  # type: ignore[attr-defined]
         kind="书", item_id=7, json={}
     )
     assert response.json() == {"kind": "书", "item_id": "7"}
@@ -557,7 +562,7 @@ async def test_custom_route_raising_api_failure_reaches_the_client_as_api_error(
 
     wechatpay_server.route("POST", "/v3/custom/refuse", refuse)
     with pytest.raises(ApiError) as caught:
-        await wechatpay_client.v3.custom.refuse.post(json={"a": 1})
+        await wechatpay_client.v3.custom.refuse.post(json={"a": 1})  # type: ignore[attr-defined]
     error = caught.value
     assert error.status == 403
     assert error.code == "NO_AUTH"
@@ -597,7 +602,7 @@ async def test_the_latest_custom_route_wins(
 
     wechatpay_server.route("GET", "/v3/custom/x", first)
     wechatpay_server.route("GET", "/v3/custom/x", second)
-    assert (await wechatpay_client.v3.custom.x.get()).json() == {"by": "second"}
+    assert (await wechatpay_client.v3.custom.x.get()).json() == {"by": "second"}  # type: ignore[attr-defined]
 
 
 # -- 3. recorded requests ------------------------------------------------------------------
@@ -667,7 +672,7 @@ async def _create_native(
     response = await client.v3.pay.transactions.native.post(
         json=_order(server.merchant.mchid, out_trade_no)
     )
-    document: dict[str, Any] = response.json()
+    document: dict[str, Any] = dict(response.json())
     return document
 
 
@@ -690,7 +695,7 @@ async def test_fault_error_message_defaults_to_the_code(
 ) -> None:
     wechatpay_server.inject(Fault.error(500, "SYSTEM_ERROR"))
     with pytest.raises(ApiError) as caught:
-        await wechatpay_client.v3.custom.get(retry="never")
+        await wechatpay_client.v3.custom.get(retry="never")  # type: ignore[attr-defined]
     assert (caught.value.status, caught.value.code, caught.value.message) == (
         500,
         "SYSTEM_ERROR",
@@ -722,7 +727,7 @@ async def test_fault_delay_beyond_the_timeout_is_a_request_timeout(
     async with wechatpay_server.client(timeout=0.1) as wxpay:
         started = time.monotonic()
         with pytest.raises(RequestTimeoutError):
-            await wxpay.v3.custom.get(retry="never")
+            await wxpay.v3.custom.get(retry="never")  # type: ignore[attr-defined]
         assert time.monotonic() - started < 0.45  # gave up at the timeout, not after the delay
 
 
@@ -852,7 +857,7 @@ async def test_faults_are_not_consumed_by_requests_failing_authentication(
     no_accept, _ = await _send_raw(http, wechatpay_server, "GET", "/v3/custom", skip=("Accept",))
     assert no_accept.status == 400
     with pytest.raises(ApiError) as caught:
-        await wechatpay_client.v3.custom.get(retry="never")
+        await wechatpay_client.v3.custom.get(retry="never")  # type: ignore[attr-defined]
     assert caught.value.code == "SYSTEM_ERROR"
 
 
@@ -952,7 +957,8 @@ async def test_paid_order_queried_by_transaction_id(
     response = await wechatpay_client.v3.pay.transactions.id._transaction_id_.get(
         transaction_id=transaction_id, params={"mchid": mchid}
     )
-    document = response.json()
+    # Any: the description's answer to this query lacks payer and amount.payer_total.
+    document: Any = response.json()
     assert document == paid
     assert document["trade_state"] == "SUCCESS"
     assert document["out_trade_no"] == "paid-1"
@@ -1011,7 +1017,9 @@ async def test_closing_a_paid_order_is_refused(
     assert wechatpay_server.state.orders["c-paid"].trade_state == "SUCCESS"
 
 
-def _refund(out_trade_no: str, out_refund_no: str, refund: int, total: int = 100) -> dict[str, Any]:
+def _refund(
+    out_trade_no: str, out_refund_no: str, refund: int, total: int = 100
+) -> V3RefundDomesticRefundsPostBody:
     return {
         "out_trade_no": out_trade_no,
         "out_refund_no": out_refund_no,
@@ -1183,7 +1191,8 @@ PRE_SIGN_VALUES: dict[str, Any] = {
 }
 
 
-def _pre_sign_body(mode: str, scene: str, prepay_id: str = "") -> dict[str, Any]:
+# Any: the body of whichever of the pre-sign endpoints the mode and scene name.
+def _pre_sign_body(mode: str, scene: str, prepay_id: str = "") -> Any:
     values = {**PRE_SIGN_VALUES, "prepay_id": prepay_id}
     return {name: values[name] for name in PRE_SIGN_REQUIRED[mode, scene]}
 

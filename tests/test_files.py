@@ -288,17 +288,17 @@ async def test_bad_upload_calls_fail_before_anything_is_sent(
 ) -> None:
     upload = wechatpay_client.v3.merchant.media.upload
     with pytest.raises(TypeError, match="not both"):
-        await upload.post(file=image(10), filename="a.png", json={"a": 1})
+        await upload.post(file=image(10), filename="a.png", json={"a": 1})  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="not both"):
         await upload.post(file=image(10), filename="a.png", data=b"x")
     with pytest.raises(TypeError, match="filename= is required"):
         await upload.post(file=image(10))
     with pytest.raises(TypeError, match="go with file="):
-        await upload.post(json={"a": 1}, meta={"x": 1})
+        await upload.post(json={"a": 1}, meta={"x": 1})  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="binary file"):
-        await upload.post(file=io.StringIO("text"), filename="a.png")
+        await upload.post(file=io.StringIO("text"), filename="a.png")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="file= takes"):
-        await upload.post(file=12345, filename="a.png")
+        await upload.post(file=12345, filename="a.png")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="CR, LF"):
         await upload.post(file=image(10), filename="a.png\r\nX-Evil: 1")
     assert wechatpay_server.requests == []

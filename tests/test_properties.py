@@ -131,7 +131,7 @@ def test_attribute_segment_folds_ascii_capitals_and_keeps_plain_names(name: str)
 @given(inner=st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9_]{0,20}[A-Za-z0-9])?", fullmatch=True))
 def test_single_underscores_make_a_placeholder_named_as_written(inner: str) -> None:
     assert attribute_segment(f"_{inner}_") == "{" + inner + "}"
-    node = getattr(CLIENT.v3.things, f"_{inner}_")
+    node = getattr(CLIENT.v3.things, f"_{inner}_")  # type: ignore[attr-defined]
     assert repr(node) == node_repr("v3/things/{" + inner + "}")
 
 
@@ -315,7 +315,7 @@ def test_a_raw_placeholder_is_sent_as_it_is_or_refused_by_name(
     )
 )
 def test_literal_segment_from_the_chain_is_percent_encoded(value: str) -> None:
-    node = CLIENT.v3.x[value]
+    node = CLIENT.v3.x[value]  # type: ignore[attr-defined]
     assert repr(node) == node_repr("v3/x/" + value)
     target = expand(split_path("v3/x/" + value), {})
     assert target.isascii()

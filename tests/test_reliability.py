@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -34,10 +34,14 @@ from wechatpay_chain import (
 from wechatpay_chain.retries import RetryPolicy
 from wechatpay_chain.testing import FakeWeChatPay, Fault
 
+if TYPE_CHECKING:
+    # Names for type checkers only: the generated stubs (docs/chain.md, "Types").
+    from wechatpay_chain.endpoints.schemas import V3PayTransactionsNativePostBody
+
 FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.02, deadline=5)
 
 
-def order(server: FakeWeChatPay, number: str) -> dict[str, Any]:
+def order(server: FakeWeChatPay, number: str) -> V3PayTransactionsNativePostBody:
     return {
         "appid": "wxd678efh567hg6787",
         "mchid": server.merchant.mchid,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
@@ -17,6 +17,9 @@ import pytest_asyncio
 from wechatpay_chain import WeChatPayError
 from wechatpay_chain.retries import RetryPolicy
 from wechatpay_chain.testing import FakeWeChatPay, Fault, generate_private_key
+
+if TYPE_CHECKING:
+    from wechatpay_chain.endpoints.schemas import V3PayTransactionsNativePostBody
 
 APIV3_KEY = "SECRETapiv3KEY-0123456789abcdef!"
 PLAINTEXT = "SECRET-PLAINTEXT-张三-110101199003077777"
@@ -50,7 +53,7 @@ async def test_no_secret_reaches_logs_reprs_or_errors(
     policy = RetryPolicy(attempts=2, backoff=0.01, deadline=5)
     async with wechatpay_server.client(retry=policy) as wxpay:
         mchid = wechatpay_server.merchant.mchid
-        order = {
+        order: V3PayTransactionsNativePostBody = {
             "appid": "wxd678efh567hg6787",
             "mchid": mchid,
             "description": "secrets",

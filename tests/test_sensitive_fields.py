@@ -36,7 +36,7 @@ async def _echo(wxpay: WeChatPay, ciphertext: str) -> dict[str, Any]:
     response = await wxpay.v3.security.echo.post(
         json={"echo_message": "hello", "encrypted_echo_message": ciphertext}
     )
-    document: dict[str, Any] = response.json()
+    document: dict[str, Any] = dict(response.json())
     return document
 
 
@@ -236,7 +236,7 @@ async def test_the_callers_json_is_not_mutated(
     snapshot = copy.deepcopy(document)
     extra = document["extra"]
 
-    response = await wechatpay_client.v3.security.echo.post(json=document)
+    response = await wechatpay_client.v3.security.echo.post(json=document)  # type: ignore[arg-type]
 
     assert document == snapshot
     assert document["extra"] is extra

@@ -13,7 +13,7 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -38,6 +38,10 @@ from wechatpay_chain.errors import (
 )
 from wechatpay_chain.notifications import Acknowledgement, Notification, failure, success
 from wechatpay_chain.testing import RETRY_SCHEDULE, FakeWeChatPay, Fault
+
+if TYPE_CHECKING:
+    # Names for type checkers only: the generated stubs (docs/chain.md, "Types").
+    from wechatpay_chain.endpoints.schemas import V3PayTransactionsNativePostBody
 
 #: The whole 24 h resend schedule in about 0.09 s.
 TIME_SCALE = 1e-6
@@ -305,7 +309,7 @@ async def test_a_non_utf8_header_byte_is_refused_as_unverified(
 # -- notifications the fake server fires by itself ------------------------------------------------
 
 
-def _order(out_trade_no: str, mchid: str, notify_url: str) -> dict[str, Any]:
+def _order(out_trade_no: str, mchid: str, notify_url: str) -> V3PayTransactionsNativePostBody:
     return {
         "appid": APPID,
         "mchid": mchid,

@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .response import Response
 from .testing import FakeWeChatPay
+
+if TYPE_CHECKING:
+    # Names for type checkers only (generated stubs): see docs/chain.md, "Types".
+    from .endpoints.schemas import (
+        V3PasswordExemptContractContractsQsPreEntrustSignPayRedirectSignPostBody as PreSign,
+    )
+    from .endpoints.schemas import V3PayTransactionsNativePostBody as NativeOrder
 
 __all__ = ["run_demo"]
 
@@ -33,13 +40,22 @@ async def run_demo(say: Callable[[str], None]) -> int:
         )
 
         # The clearing institution orders first; the pre-sign names the order's prepay_id.
+        # A literal body: the type checker checks it field by field against the description.
         order = await wxpay.v3.pay.transactions.jsapi.post(
-            json=_order("jsapi", mchid, payer={"openid": "o-user-1"})
+            json={
+                "appid": "wxd678efh567hg6787",
+                "mchid": mchid,
+                "description": "Image形象店-深圳腾大-QQ公仔",
+                "out_trade_no": f"demo-jsapi-{secrets.token_hex(6)}",
+                "notify_url": "https://merchant.example/notify/pay",
+                "amount": {"total": 100, "currency": "CNY"},
+                "payer": {"openid": "o-user-1"},
+            }
         )
         _show(say, "JSAPI order (its prepay_id opens the pre-sign)", order)
         prepay_id = order.json()["prepay_id"]
 
-        def pre_sign(code: str) -> dict[str, Any]:
+        def pre_sign(code: str) -> PreSign:
             return {
                 "appid": "wxd678efh567hg6787",
                 "sub_appid": "wxd678efh567hg6787",
@@ -53,7 +69,7 @@ async def run_demo(say: Callable[[str], None]) -> int:
                 "sub_openid": "o-sub-user-1",
             }
 
-        response = (
+        response: Response = (
             await wxpay.v3.passwordExemptContract.contracts.qs.preEntrustSign.payRedirectSign.post(
                 json=pre_sign("contract-attribute")
             )
@@ -68,7 +84,7 @@ async def run_demo(say: Callable[[str], None]) -> int:
         response = await wxpay[_PRE_SIGN].post(json=pre_sign("contract-item"))
         _show(say, f'the same, written wxpay["{_PRE_SIGN}"]', response)
 
-        native = _order("native", mchid)
+        native = _native_order(mchid)
         response = await wxpay.v3.pay.transactions.native.post(json=native)
         _show(say, "Native order", response)
         response = await wxpay.v3.pay.transactions.outTradeNo._out_trade_no_.get(
@@ -86,13 +102,12 @@ async def run_demo(say: Callable[[str], None]) -> int:
     return 0
 
 
-def _order(kind: str, mchid: str, **extra: Any) -> dict[str, Any]:
+def _native_order(mchid: str) -> NativeOrder:
     return {
         "appid": "wxd678efh567hg6787",
         "mchid": mchid,
         "description": "Image形象店-深圳腾大-QQ公仔",
-        "out_trade_no": f"demo-{kind}-{secrets.token_hex(6)}",
+        "out_trade_no": f"demo-native-{secrets.token_hex(6)}",
         "notify_url": "https://merchant.example/notify/pay",
         "amount": {"total": 100, "currency": "CNY"},
-        **extra,
     }
