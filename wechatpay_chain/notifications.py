@@ -36,6 +36,8 @@ __all__ = [
     "Notifications",
     "failure",
     "success",
+    "v2_failure",
+    "v2_success",
     "verify_and_decrypt",
 ]
 
@@ -228,3 +230,39 @@ class Notifications:
     async def from_starlette(self, request: StarletteRequest) -> Notification:
         """Read the raw body of a Starlette / FastAPI ``Request`` and parse it."""
         return await self.parse(request.headers, await request.body())
+
+
+# -- APIv2 (XML) ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _XmlAcknowledgement(Acknowledgement):
+    """An APIv2 answer: HTTP 200 whatever the verdict, which is in the XML (PROTOCOL-V2 §6.3)."""
+
+    @property
+    def content_type(self) -> str | None:
+        return "text/xml"
+
+
+def _v2_acknowledgement(return_code: str, message: str) -> Acknowledgement:
+    from .apiv2 import to_xml  # noqa: PLC0415 - v2 code is loaded by those who use v2
+
+    to_xml({"return_msg": message})  # a ValueError for what XML cannot carry
+    if "]]>" in message:
+        raise ValueError("an acknowledgement message cannot contain ']]>'")
+    # CDATA always: byte for byte the acknowledgement WeChat Pay documents.
+    return _XmlAcknowledgement(
+        200,
+        f"<xml><return_code><![CDATA[{return_code}]]></return_code>"
+        f"<return_msg><![CDATA[{message}]]></return_msg></xml>".encode(),
+    )
+
+
+def v2_success() -> Acknowledgement:
+    """Received (APIv2): HTTP 200, ``text/xml``, ``return_code`` SUCCESS and ``OK``."""
+    return _v2_acknowledgement("SUCCESS", "OK")
+
+
+def v2_failure(message: str = "失败") -> Acknowledgement:
+    """Not accepted (APIv2): HTTP 200 with ``return_code`` FAIL; WeChat Pay sends it again."""
+    return _v2_acknowledgement("FAIL", message)
