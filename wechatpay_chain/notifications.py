@@ -35,6 +35,7 @@ __all__ = [
     "Notification",
     "Notifications",
     "failure",
+    "parse_v2",
     "success",
     "v2_failure",
     "v2_success",
@@ -195,9 +196,12 @@ class Notifications:
         verifier: Verifier,
         apiv3_key: bytes | None,
         learn: Callable[[str], Awaitable[bool]] | None = None,
+        *,
+        apiv2_key: str | None = None,
     ) -> None:
         self._verifier = verifier
         self._learn = learn
+        self._apiv2_key = apiv2_key
         # Made once: building the cipher costs as much as a notification's decryption.
         self._cipher = None if apiv3_key is None else AESGCM(apiv3_key)
 
@@ -230,6 +234,14 @@ class Notifications:
     async def from_starlette(self, request: StarletteRequest) -> Notification:
         """Read the raw body of a Starlette / FastAPI ``Request`` and parse it."""
         return await self.parse(request.headers, await request.body())
+
+    def parse_v2(self, body: bytes) -> dict[str, Any]:
+        """Verify an APIv2 notification; see :func:`parse_v2`."""
+        if not self._apiv2_key:
+            raise ConfigError(
+                "apiv2_key: the client needs the APIv2 key to verify v2 notifications"
+            )
+        return parse_v2(body, apiv2_key=self._apiv2_key)
 
 
 # -- APIv2 (XML) ------------------------------------------------------------------------------
@@ -266,3 +278,42 @@ def v2_success() -> Acknowledgement:
 def v2_failure(message: str = "失败") -> Acknowledgement:
     """Not accepted (APIv2): HTTP 200 with ``return_code`` FAIL; WeChat Pay sends it again."""
     return _v2_acknowledgement("FAIL", message)
+
+
+def parse_v2(body: bytes, *, apiv2_key: str) -> dict[str, Any]:
+    """Verify an APIv2 (XML) notification and return its fields (PROTOCOL-V2 §6).
+
+    A pay result or a papay contract or deduction result must carry a ``sign`` valid over
+    every other field, with the notification's own ``sign_type`` (MD5 when absent). A refund
+    result carries no ``sign`` but an encrypted ``req_info``: it is decrypted and returned in
+    place of the ciphertext, as a dict. Refused like a forged v3 notification: a missing or
+    wrong ``sign`` raises a :class:`~wechatpay_chain.errors.VerificationError`
+    (:class:`~wechatpay_chain.errors.MissingSignError`,
+    :class:`~wechatpay_chain.errors.SignatureMismatchError`; a DOCTYPE or entity,
+    :class:`~wechatpay_chain.errors.UnsafeXmlError`), a ``req_info`` that does not decrypt
+    :class:`~wechatpay_chain.errors.DecryptionError`, a body that is not XML
+    :class:`~wechatpay_chain.errors.InvalidNotificationError`.
+
+    ``req_info`` is AES-ECB without a MAC: check the refund against your records (or query
+    it) before acting on an amount, as WeChat Pay asks for every notification.
+    """
+    from . import apiv2  # noqa: PLC0415 - v2 code is loaded by those who use v2
+    from .errors import MalformedXmlError  # noqa: PLC0415
+
+    if not isinstance(body, bytes):
+        raise TypeError(f"body must be the raw request bytes, not {type(body).__name__}")
+    try:
+        fields: dict[str, Any] = apiv2.parse_xml(body)
+    except MalformedXmlError as error:
+        raise InvalidNotificationError(f"the v2 notification is not XML: {error}") from None
+    if "sign" in fields or "req_info" not in fields:
+        sign_type = fields.get("sign_type") or apiv2.MD5
+        if sign_type not in (apiv2.MD5, apiv2.HMAC_SHA256):
+            raise InvalidNotificationError(
+                f"sign_type {sign_type[:32]!r} is not MD5 or HMAC-SHA256"
+            )
+        apiv2.verify(fields, apiv2_key, sign_type)
+    if "req_info" in fields:
+        # A refund result: no sign, its proof is that req_info decrypts under the key.
+        fields["req_info"] = apiv2.decrypt_req_info(fields["req_info"], apiv2_key)
+    return fields
