@@ -20,10 +20,16 @@ if TYPE_CHECKING:
         CertificateManager,
         DirectoryCertificateCache,
     )
-    from .chain import Node
+    from .chain import (
+        Node,
+    )
     from .client import (
         REGIONS,
         WeChatPay,
+    )
+    from .endpoints import (
+        EndpointFacts,
+        endpoint_facts,
     )
     from .errors import (
         ApiError,
@@ -36,13 +42,16 @@ if TYPE_CHECKING:
         InvalidNotificationError,
         InvalidResponseError,
         LoopMismatchError,
+        MalformedXmlError,
         MissingSignatureHeaderError,
+        MissingSignError,
         ProbeSignatureError,
         RequestTimeoutError,
         SignatureMismatchError,
         TimestampSkewError,
         TransportError,
         UnknownSerialError,
+        UnsafeXmlError,
         UnsupportedSignatureTypeError,
         UntrustedHostError,
         VerificationError,
@@ -66,8 +75,12 @@ if TYPE_CHECKING:
         Acknowledgement,
         Notification,
     )
-    from .response import Response
-    from .retries import RetryPolicy
+    from .response import (
+        Response,
+    )
+    from .retries import (
+        RetryPolicy,
+    )
     from .signing import (
         MessageSigner,
         Signer,
@@ -91,11 +104,14 @@ _HOMES = {
     "DecryptionError": "errors",
     "DirectoryCertificateCache": "certificates",
     "Download": "files",
+    "EndpointFacts": "endpoints",
     "HashMismatchError": "errors",
     "InvalidNotificationError": "errors",
     "InvalidResponseError": "errors",
     "LoopMismatchError": "errors",
+    "MalformedXmlError": "errors",
     "MessageSigner": "signing",
+    "MissingSignError": "errors",
     "MissingSignatureHeaderError": "errors",
     "Node": "chain",
     "Notification": "notifications",
@@ -113,6 +129,7 @@ _HOMES = {
     "TimestampSkewError": "errors",
     "TransportError": "errors",
     "UnknownSerialError": "errors",
+    "UnsafeXmlError": "errors",
     "UnsupportedSignatureTypeError": "errors",
     "UntrustedHostError": "errors",
     "Upload": "files",
@@ -121,6 +138,7 @@ _HOMES = {
     "VerifyingMiddleware": "middleware",
     "WeChatPay": "client",
     "WeChatPayError": "errors",
+    "endpoint_facts": "endpoints",
     "parse_bill": "files",
 }
 
@@ -143,11 +161,14 @@ __all__ = [
     "DecryptionError",
     "DirectoryCertificateCache",
     "Download",
+    "EndpointFacts",
     "HashMismatchError",
     "InvalidNotificationError",
     "InvalidResponseError",
     "LoopMismatchError",
+    "MalformedXmlError",
     "MessageSigner",
+    "MissingSignError",
     "MissingSignatureHeaderError",
     "Node",
     "Notification",
@@ -164,6 +185,7 @@ __all__ = [
     "TimestampSkewError",
     "TransportError",
     "UnknownSerialError",
+    "UnsafeXmlError",
     "UnsupportedSignatureTypeError",
     "UntrustedHostError",
     "Upload",
@@ -173,5 +195,6 @@ __all__ = [
     "WeChatPay",
     "WeChatPayError",
     "__version__",
+    "endpoint_facts",
     "parse_bill",
 ]

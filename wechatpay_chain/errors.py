@@ -23,6 +23,8 @@ __all__ = [
     "InvalidNotificationError",
     "InvalidResponseError",
     "LoopMismatchError",
+    "MalformedXmlError",
+    "MissingSignError",
     "MissingSignatureHeaderError",
     "ProbeSignatureError",
     "RequestTimeoutError",
@@ -30,6 +32,7 @@ __all__ = [
     "TimestampSkewError",
     "TransportError",
     "UnknownSerialError",
+    "UnsafeXmlError",
     "UnsupportedSignatureTypeError",
     "UntrustedHostError",
     "VerificationError",
@@ -248,3 +251,18 @@ class ClientClosedError(TransportError, RuntimeError):
 class LoopMismatchError(WeChatPayError, RuntimeError):
     """A ``WeChatPay`` client was used from an event loop other than the one it first ran
     in. Nothing was sent."""
+
+
+class MissingSignError(MissingSignatureHeaderError):
+    """An APIv2 answer or notification that must be signed carries no ``sign`` field (the
+    v2 counterpart of a missing ``Wechatpay-Signature`` header)."""
+
+
+class UnsafeXmlError(VerificationError, ValueError):
+    """An XML document declares a DOCTYPE, an entity or a processing instruction, repeats a
+    field or nests one where WeChat Pay sends flat fields: refused before any field is read."""
+
+
+class MalformedXmlError(WeChatPayError, ValueError):
+    """A body that should be APIv2 XML is not well-formed XML with the expected root (an
+    HTML error page from a proxy, a truncated answer), or is larger than allowed."""

@@ -43,7 +43,10 @@ __all__ = [
     "Notification",
     "Notifications",
     "failure",
+    "parse_v2",
     "success",
+    "v2_failure",
+    "v2_success",
     "verify_and_decrypt",
 ]
 
@@ -252,6 +255,7 @@ class Notifications:
         learn: Callable[[str], Awaitable[bool]] | None = None,
         *,
         max_body: int = DEFAULT_MAX_BODY,
+        apiv2_key: str | None = None,
     ) -> None:
         if not isinstance(verifier, Verifier):
             raise TypeError(
@@ -261,6 +265,7 @@ class Notifications:
         self._verifier = verifier
         self._learn = learn
         self.max_body = _check_max_body(max_body)
+        self._apiv2_key = apiv2_key
         # Made once: building the cipher costs as much as a notification's decryption.
         self._cipher = None if apiv3_key is None else aes_gcm_cipher(apiv3_key)
 
@@ -322,6 +327,14 @@ class Notifications:
         if length is not None and length > self.max_body:
             raise BodyTooLargeError(length, self.max_body, what="the notification body")
 
+    def parse_v2(self, body: bytes) -> dict[str, Any]:
+        """Verify an APIv2 notification; see :func:`parse_v2`."""
+        if not self._apiv2_key:
+            raise ConfigError(
+                "apiv2_key: the client needs the APIv2 key to verify v2 notifications"
+            )
+        return parse_v2(body, apiv2_key=self._apiv2_key)
+
 
 def _content_length(text: str) -> int | None:
     text = text.strip()
@@ -329,3 +342,78 @@ def _content_length(text: str) -> int | None:
         return None  # absent or malformed: the body is counted as it is read
     # Bounded: int() of thousands of digits is slow, then refused by Python.
     return int(text) if len(text) <= 18 else 10**18
+
+
+# -- APIv2 (XML) ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _XmlAcknowledgement(Acknowledgement):
+    """An APIv2 answer: HTTP 200 whatever the verdict, which is in the XML (PROTOCOL-V2 §6.3)."""
+
+    @property
+    def content_type(self) -> str | None:
+        return "text/xml"
+
+
+def _v2_acknowledgement(return_code: str, message: str) -> Acknowledgement:
+    from .apiv2 import to_xml  # noqa: PLC0415 - v2 code is loaded by those who use v2
+
+    to_xml({"return_msg": message})  # a ValueError for what XML cannot carry
+    if "]]>" in message:
+        raise ValueError("an acknowledgement message cannot contain ']]>'")
+    # CDATA always: byte for byte the acknowledgement WeChat Pay documents.
+    return _XmlAcknowledgement(
+        200,
+        f"<xml><return_code><![CDATA[{return_code}]]></return_code>"
+        f"<return_msg><![CDATA[{message}]]></return_msg></xml>".encode(),
+    )
+
+
+def v2_success() -> Acknowledgement:
+    """Received (APIv2): HTTP 200, ``text/xml``, ``return_code`` SUCCESS and ``OK``."""
+    return _v2_acknowledgement("SUCCESS", "OK")
+
+
+def v2_failure(message: str = "失败") -> Acknowledgement:
+    """Not accepted (APIv2): HTTP 200 with ``return_code`` FAIL; WeChat Pay sends it again."""
+    return _v2_acknowledgement("FAIL", message)
+
+
+def parse_v2(body: bytes, *, apiv2_key: str) -> dict[str, Any]:
+    """Verify an APIv2 (XML) notification and return its fields (PROTOCOL-V2 §6).
+
+    A pay result or a papay contract or deduction result must carry a ``sign`` valid over
+    every other field, with the notification's own ``sign_type`` (MD5 when absent). A refund
+    result carries no ``sign`` but an encrypted ``req_info``: it is decrypted and returned in
+    place of the ciphertext, as a dict. Refused like a forged v3 notification: a missing or
+    wrong ``sign`` raises a :class:`~wechatpay_chain.errors.VerificationError`
+    (:class:`~wechatpay_chain.errors.MissingSignError`,
+    :class:`~wechatpay_chain.errors.SignatureMismatchError`; a DOCTYPE or entity,
+    :class:`~wechatpay_chain.errors.UnsafeXmlError`), a ``req_info`` that does not decrypt
+    :class:`~wechatpay_chain.errors.DecryptionError`, a body that is not XML
+    :class:`~wechatpay_chain.errors.InvalidNotificationError`.
+
+    ``req_info`` is AES-ECB without a MAC: check the refund against your records (or query
+    it) before acting on an amount, as WeChat Pay asks for every notification.
+    """
+    from . import apiv2  # noqa: PLC0415 - v2 code is loaded by those who use v2
+    from .errors import MalformedXmlError  # noqa: PLC0415
+
+    if not isinstance(body, bytes):
+        raise TypeError(f"body must be the raw request bytes, not {type(body).__name__}")
+    try:
+        fields: dict[str, Any] = apiv2.parse_xml(body)
+    except MalformedXmlError as error:
+        raise InvalidNotificationError(f"the v2 notification is not XML: {error}") from None
+    if "sign" in fields or "req_info" not in fields:
+        sign_type = fields.get("sign_type") or apiv2.MD5
+        if sign_type not in (apiv2.MD5, apiv2.HMAC_SHA256):
+            raise InvalidNotificationError(
+                f"sign_type {sign_type[:32]!r} is not MD5 or HMAC-SHA256"
+            )
+        apiv2.verify(fields, apiv2_key, sign_type)
+    if "req_info" in fields:
+        # A refund result: no sign, its proof is that req_info decrypts under the key.
+        fields["req_info"] = apiv2.decrypt_req_info(fields["req_info"], apiv2_key)
+    return fields

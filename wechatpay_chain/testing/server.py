@@ -43,6 +43,7 @@ from .messages import ApiFailure, RecordedRequest, Reply, param_error
 from .notify import ANSWER_WITHIN_SECONDS, RETRY_SCHEDULE, Delivery, NotificationSender
 from .platform import KeyMode, WeChatPayKeys
 from .state import PaymentState
+from .v2 import ApiV2Fake
 
 __all__ = ["FakeWeChatPay", "MerchantCredentials", "RouteHandler", "generate_private_key"]
 
@@ -126,6 +127,7 @@ class FakeWeChatPay:
         public_key_id: str | None = None,
         wechatpay_private_key: KeySource | None = None,
         apiv3_key: str | None = None,
+        apiv2_key: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.time,
@@ -165,6 +167,11 @@ class FakeWeChatPay:
         self.apiv3_key = apiv3_key or secrets.token_urlsafe(24)[:32]
         self.clock = clock
         self.requests: list[RecordedRequest] = []
+        #: The merchant's APIv2 key as this server knows it; :attr:`v2` is the XML API.
+        self.apiv2_key = apiv2_key or secrets.token_hex(16)
+        self.v2 = ApiV2Fake(
+            mchid=mchid, apiv2_key=self.apiv2_key, clock=clock, record=self.requests.append
+        )
         #: WeChat Pay's keys: the public key, platform certificates, or both (``mode``).
         self.keys = WeChatPayKeys(mode, self._wechatpay_key, self.public_key_id, clock)
         self._notifier = NotificationSender(self.keys.signer(), apiv3_key_bytes(self.apiv3_key))
@@ -205,9 +212,9 @@ class FakeWeChatPay:
 
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route(
-            "*", "/{tail:(?s:.*)}", self._handle
-        )  # any path, even with a %0A in it
+        self.v2.add_routes(app)  # APIv2 (XML) first: its paths carry no Authorization
+        # Any path, even with a %0A in it.
+        app.router.add_route("*", "/{tail:(?s:.*)}", self._handle)
         # A short shutdown: a test's server stops with its test, whatever is still open.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
@@ -235,6 +242,7 @@ class FakeWeChatPay:
 
     async def stop(self) -> None:
         await self._notifier.close()
+        await self.v2.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
