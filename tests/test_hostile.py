@@ -537,3 +537,20 @@ def test_repr_of_a_half_built_client_or_signer_never_raises() -> None:
     assert repr(client) == "<WeChatPay mchid='?' base_url='?'>"
     signer = Signer.__new__(Signer)
     assert "Signer" in repr(signer)
+
+
+def test_regions_are_named_base_urls_with_their_failover_pairs(
+    wechatpay_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey],
+) -> None:
+    merchant_key, _ = wechatpay_keys
+    pairs = {
+        name: (client.base_url, client.failover_url)
+        for name in ("cn", "cn-wechatpay", "hk", "global")
+        for client in [WeChatPay(MCHID, SERIAL, merchant_key, base_url=name)]
+    }
+    assert pairs == {
+        "cn": ("https://api.mch.weixin.qq.com", "https://api2.mch.weixin.qq.com"),
+        "cn-wechatpay": ("https://api.wechatpay.cn", "https://api2.wechatpay.cn"),
+        "hk": ("https://apihk.mch.weixin.qq.com", "https://api.mch.weixin.qq.com"),
+        "global": ("https://apihk.mch.weixin.qq.com", "https://api.mch.weixin.qq.com"),
+    }

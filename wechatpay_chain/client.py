@@ -64,15 +64,20 @@ DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
 BACKUP_HOSTS = {
     "api.mch.weixin.qq.com": "api2.mch.weixin.qq.com",
     "api.wechatpay.cn": "api2.wechatpay.cn",
-    "apihk.mch.weixin.qq.com": "apihk2.mch.weixin.qq.com",
+    # The Hong Kong / overseas access point has no backup of its own; the mainland primary
+    # also serves the /hk/v3 and /v3/global families (PROTOCOL.md section 10).
+    "apihk.mch.weixin.qq.com": "api.mch.weixin.qq.com",
 }
-#: Named base URLs: ``WeChatPay(..., base_url=REGIONS["hk"])``. ``cn`` is the mainland
-#: host, ``hk`` the Hong Kong host of cross-border and overseas merchants (its backup is
-#: ``apihk2``), ``cn-wechatpay`` the mainland host's newer domain.
+#: Named base URLs, each with its failover pair from ``BACKUP_HOSTS``:
+#: ``WeChatPay(..., base_url="hk")``. ``cn`` is the mainland primary (backup ``api2``),
+#: ``cn-wechatpay`` its newer domain (backup ``api2.wechatpay.cn``), ``hk`` (or ``global``)
+#: the Hong Kong access point of cross-border and overseas merchants (backup: the mainland
+#: primary).
 REGIONS = {
     "cn": "https://api.mch.weixin.qq.com",
     "cn-wechatpay": "https://api.wechatpay.cn",
     "hk": "https://apihk.mch.weixin.qq.com",
+    "global": "https://apihk.mch.weixin.qq.com",
 }
 
 USER_AGENT = (
