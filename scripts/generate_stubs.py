@@ -58,8 +58,6 @@ OPTIONS = frozenset(
 VERBS = ("get", "post", "put", "patch", "delete")
 #: Not a call a client makes: the description of the notifications WeChat Pay sends.
 NOT_CALLS = frozenset({"/v3/webhooks"})
-#: v2 body fields the client fills itself (DESIGN.md, APIv2): never required of the caller.
-V2_FILLED = frozenset({"sign", "nonce_str", "sign_type"})
 _PLACEHOLDER = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _DOC_LINK = re.compile(r"\((https://pay\.weixin\.qq\.com/[^)\s]+)\)")
 
@@ -295,14 +293,18 @@ class Generator:
         return name
 
     def xml_body(self, schema: Any, here: Path, hint: str) -> str:
-        properties, required = self.object_fields(schema, here)
+        properties, _ = self.object_fields(schema, here)
         if not properties:
             return "dict[str, str]"
         name = self.names.unique(hint)
         self.typed_dicts.append(
             TypedDictDef(
                 name,
-                [(key, "str", key in required and key not in V2_FILLED) for key in properties],
+                # A v2 field is text on the wire; the client writes an int as its digits.
+                # None is required: the description marks both of many either-or pairs
+                # (transaction_id or out_trade_no) as required. A misspelt name is still an
+                # error, the TypedDict being closed.
+                [(key, "str | int", False) for key in properties],
             )
         )
         return name

@@ -214,7 +214,7 @@ async def cases(wxpay: WeChatPay) -> None:
     await wxpay.hk.v3.transactions.app.post(json={{"anything": 1}})  # E: Extra key "anything"
     await wxpay.global_.v3.customs.orders.get(params={{"appid": "wx"}})
     await wxpay.v2.pay.micropay.post(xml={{"appid": "wx", "mch_id": "1", "body": "b", "out_trade_no": "o", "total_fee": "1", "spbill_create_ip": "127.0.0.1", "auth_code": "1"}})
-    await wxpay.v2.pay.micropay.post(xml={{"appid": "wx"}})  # E: Missing keys
+    await wxpay.v2.pay.micropay.post(xml={{"appid": "wx", "auth_cod": "1"}})  # E: Extra key "auth_cod"
     reveal_type(wxpay.v2.pay.micropay.post)  # N: def (*, xml:
 """
 

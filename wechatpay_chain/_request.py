@@ -59,6 +59,12 @@ class Request:
     upload: Upload | None = None
     verify: bool = True
     stream: bool = False
+    #: ``"v2"`` for an APIv2 (XML) call: no ``Authorization``; the answer's ``sign`` is
+    #: checked with ``sign_type`` (unless ``verify`` is false: an unsigned endpoint).
+    api: str = "v3"
+    sign_type: str | None = None
+    #: Another host for this operation (the endpoint table's ``x-base-uri``).
+    base_url: str | None = None
 
 
 def request_body(method: str, json: Any, data: bytes | str | None) -> bytes | None:

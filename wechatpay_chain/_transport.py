@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import re
+import ssl as ssl_module
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -33,6 +34,7 @@ from yarl import URL
 
 from ._aiohttp import as_transport_error
 from ._request import Request
+from .apiv2 import check_answer, is_xml
 from .errors import (
     ApiError,
     ClientClosedError,
@@ -118,6 +120,11 @@ class Transport:
     sign_in_thread: SignInThread = "auto"
     max_body: int = MAX_RESPONSE_BODY
     session: aiohttp.ClientSession | None = None
+    #: The APIv2 key, which checks the ``sign`` of v2 answers.
+    apiv2_key: str | None = attrs.field(default=None, repr=False)
+    #: The TLS context of the transport's own connector (the client certificate's, or the
+    #: user's trust store); ``None``: the default verification.
+    ssl: ssl_module.SSLContext | None = attrs.field(default=None, repr=False)
     rng: random.Random = attrs.field(factory=random.Random)  # jitter, not secrets
     #: Called once the first session exists (the certificate manager's start).
     on_open: Callable[[], None] | None = None
@@ -134,7 +141,7 @@ class Transport:
     _inherited: list[aiohttp.ClientSession] = attrs.field(init=False, factory=list)
     # The middlewares of a call with the client's own timeout, by retry mode and whether
     # the answer is verified: at most six tuples, built on first use.
-    _middlewares: dict[tuple[RetryMode, bool], tuple[aiohttp.ClientMiddlewareType, ...]] = (
+    _middlewares: dict[tuple[RetryMode, bool, str], tuple[aiohttp.ClientMiddlewareType, ...]] = (
         attrs.field(init=False, factory=dict)
     )
     _aiohttp_timeout: aiohttp.ClientTimeout = attrs.field(init=False)
@@ -226,7 +233,10 @@ class Transport:
             self._loop = loop
         if self.session is None:
             self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(keepalive_timeout=_KEEPALIVE_SECONDS),
+                connector=aiohttp.TCPConnector(
+                    keepalive_timeout=_KEEPALIVE_SECONDS,
+                    ssl=True if self.ssl is None else self.ssl,
+                ),
                 # Answers are signed over the bytes as sent; nothing is inflated.
                 auto_decompress=False,
             )
@@ -282,7 +292,7 @@ class Transport:
         headers = request.headers
         try:
             status, answer_headers, received = await self._exchange(
-                session, self.base_url, request, body, headers
+                session, request.base_url or self.base_url, request, body, headers
             )
         except TransportError as error:
             if not self._may_fail_over(error, request):
@@ -297,7 +307,9 @@ class Transport:
             status, answer_headers, received = await self._exchange(
                 session, self.failover_url or "", request, body, _failover_headers(headers)
             )
-        if not 200 <= status < 300:
+        if request.api == "v2":
+            self._check_v2(request, status, answer_headers, received)
+        elif not 200 <= status < 300:
             raise ApiError.from_answer(status, answer_headers, received)
         return Response(
             status=status,
@@ -305,6 +317,23 @@ class Transport:
             body=received,
             method=request.method,
             target=request.target,
+        )
+
+    def _check_v2(
+        self, request: Request, status: int, headers: CIMultiDictProxy[str], body: bytes
+    ) -> None:
+        """An APIv2 answer: its ``sign`` checked (with the request's algorithm) before its
+        codes; a failure is an ``ApiError`` with every field. A file endpoint's answer (a
+        bill) is XML only when it is an error."""
+        if 200 <= status < 300 and not request.verify and not is_xml(body[:64]):
+            return  # a file (CSV, gzip), unsigned by design, as the endpoint table says
+        check_answer(
+            body,
+            apiv2_key=self.apiv2_key or "",
+            sign_type=request.sign_type or "MD5",
+            signed=request.verify,
+            status=status,
+            headers=headers,
         )
 
     async def open_stream(self, request: Request) -> tuple[aiohttp.ClientResponse, bytes | None]:
@@ -347,10 +376,8 @@ class Transport:
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
         """One call to one host, with its retries: status, headers and body, or raise."""
         own_timeout = request.timeout is None
-        middlewares = (
-            self._middlewares_for(request.retry, request.verify, None)
-            if own_timeout
-            else self._middlewares_for(request.retry, request.verify, request.timeout)
+        middlewares = self._middlewares_for(
+            request.retry, request.verify, None if own_timeout else request.timeout, request.api
         )
         try:
             async with session.request(
@@ -380,10 +407,14 @@ class Transport:
         return error
 
     def _middlewares_for(
-        self, mode: RetryMode, verify: bool, timeout: aiohttp.ClientTimeout | None
+        self,
+        mode: RetryMode,
+        verify: bool,
+        timeout: aiohttp.ClientTimeout | None,
+        api: str = "v3",
     ) -> tuple[aiohttp.ClientMiddlewareType, ...]:
         if timeout is None:
-            cached = self._middlewares.get((mode, verify))
+            cached = self._middlewares.get((mode, verify, api))
             if cached is not None:
                 return cached
         attempt = (self.timeout if timeout is None else timeout).total
@@ -396,16 +427,25 @@ class Transport:
             budget=None if timeout is None else timeout.total,
             closed=self.is_closed,
         )
-        verifying = self.verifying if verify else attrs.evolve(self.verifying, check=False)
-        middlewares = (retry, self.signing, verifying)
+        middlewares: tuple[aiohttp.ClientMiddlewareType, ...]
+        if api == "v2":
+            # No Authorization: a v2 body carries its own sign. The answer is read within its
+            # attempt and limit here, its sign checked by _check_v2.
+            middlewares = (retry, attrs.evolve(self.verifying, check=False))
+        elif verify:
+            middlewares = (retry, self.signing, self.verifying)
+        else:
+            middlewares = (retry, self.signing, attrs.evolve(self.verifying, check=False))
         if timeout is None:
-            self._middlewares[mode, verify] = middlewares
+            self._middlewares[mode, verify, api] = middlewares
         return middlewares
 
     def _may_fail_over(self, error: TransportError, request: Request) -> bool:
         if self.failover_url is None or self._closed or request.retry == "never":
             return False
         # Nothing was sent when the connection failed: any method may go to the backup host.
+        if request.base_url is not None:
+            return False  # another host's operation: it has no backup of its own
         return (
             isinstance(error, ConnectError)
             or is_idempotent_method(request.method)

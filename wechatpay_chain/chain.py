@@ -50,6 +50,7 @@ class Client(Protocol):
         retry: RetryMode,
         path_params: Mapping[str, object] | None,
         upload: Upload | None,
+        xml: Mapping[str, object] | None,
     ) -> Request: ...
 
     async def send(self, request: Request) -> Response: ...
@@ -113,6 +114,7 @@ class Node:
         /,
         *,
         json: Any = None,
+        xml: Mapping[str, object] | None = None,
         data: bytes | str | None = None,
         params: Mapping[str, QueryValue] | None = None,
         headers: Mapping[str, str] | None = None,
@@ -127,6 +129,9 @@ class Node:
         **placeholders: object,
     ) -> Response:
         """Send ``method`` to this path; keywords other than the options fill placeholders.
+
+        ``json=`` is a v3 body; ``xml=`` (a mapping of fields) the body of an APIv2 call, on a
+        path that starts with ``v2/``.
 
         ``file=`` (bytes, a path, a binary file or an async iterator of bytes, with
         ``filename=``, ``content_type=``, ``meta=``, ``on_progress=``) makes a ``POST`` the
@@ -157,6 +162,7 @@ class Node:
             retry=retry,
             path_params=_path_values(path_params, placeholders),
             upload=upload,
+            xml=xml,
         )
         return await client.send(built)
 

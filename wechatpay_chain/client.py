@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import platform
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -19,6 +20,7 @@ import aiohttp
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from yarl import URL
 
+from ._client_cert import ClientCertSource, client_ssl_context, load_client_cert
 from ._request import (
     METHODS,
     Request,
@@ -29,9 +31,11 @@ from ._request import (
 )
 from ._transport import Transport
 from ._version import __version__
+from .apiv2 import CONTENT_TYPE, prepare_request
 from .certificates import CERTIFICATES_TARGET, CertificateCache, CertificateManager
 from .chain import Node, is_dunder
 from .crypto import apiv3_key_bytes, rsa_oaep_decrypt, rsa_oaep_encrypt
+from .endpoints import endpoint_facts
 from .endpoints._root import TypedRoot
 from .errors import ApiError, ConfigError
 from .files import Bills, Download, Opening, ProgressCallback, Upload
@@ -42,7 +46,7 @@ from .notifications import Notifications
 from .payments import Payments
 from .response import Response
 from .retries import RetryMode, RetryPolicy
-from .signing import MessageSigner, Signer, new_nonce
+from .signing import MessageSigner, Signer, is_message_signer, new_nonce
 from .uri import QueryValue, request_target, split_path
 from .verifying import PublicKeyStore, Verifier
 
@@ -85,6 +89,14 @@ USER_AGENT = (
     f"Python/{platform.python_version()} ({platform.system()})"
 )
 _BASE_HEADERS = {"Accept": "application/json", "User-Agent": USER_AGENT}
+_V2_HEADERS = {
+    "Accept": "text/xml, application/xml",
+    "User-Agent": USER_AGENT,
+    "Content-Type": CONTENT_TYPE,
+    # v2 answers are read as sent and their sign checked; nothing is inflated.
+    "Accept-Encoding": "identity",
+}
+
 
 _MCHID = re.compile(r"[0-9]{1,32}")
 _SERIAL = re.compile(r"[0-9A-Fa-f]{1,64}")
@@ -157,11 +169,16 @@ class WeChatPay(TypedRoot):
     def __init__(
         self,
         mchid: str,
-        serial: str,
-        private_key: KeySource | MessageSigner,
+        serial: str | None = None,
+        private_key: KeySource | MessageSigner | None = None,
         public_keys: Mapping[str, KeySource] | None = None,
         *,
         apiv3_key: str | bytes | None = None,
+        apiv2_key: str | None = None,
+        apiv2_sign_type: str | None = None,
+        client_cert: ClientCertSource | None = None,
+        client_cert_password: str | bytes | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float | aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
         session: aiohttp.ClientSession | None = None,
@@ -179,12 +196,44 @@ class WeChatPay(TypedRoot):
             raise ConfigError(
                 "mchid: expected the merchant ID as a str of digits, e.g. '1900000109'"
             )
+        self._mchid = mchid
+        # The merchant API certificate (apiclient_cert.pem or .p12): presented in TLS to the
+        # v2 endpoints that require it, and the source of serial and key when they are omitted.
+        certificate = (
+            None
+            if client_cert is None
+            else load_client_cert(
+                client_cert,
+                mchid=mchid,
+                private_key=None if is_message_signer(private_key) else private_key,  # type: ignore[arg-type]
+                password=client_cert_password,
+            )
+        )
+        if certificate is not None:
+            serial = serial if serial is not None else certificate.serial
+            private_key = private_key if private_key is not None else certificate.private_key
+        if private_key is None:
+            raise ConfigError(
+                "private_key: the merchant API private key (apiclient_key.pem), or a "
+                "client_cert (apiclient_cert.p12) that carries it, is required"
+            )
         if not isinstance(serial, str) or not _SERIAL.fullmatch(serial):
             raise ConfigError(
                 "serial: expected the merchant API certificate serial number in hexadecimal "
                 "(merchant platform > API security), e.g. '408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB'"
             )
-        self._mchid = mchid
+        if apiv2_key is not None and (not isinstance(apiv2_key, str) or not apiv2_key):
+            raise ConfigError("apiv2_key: expected the APIv2 key as a non-empty str")
+        if apiv2_sign_type not in (None, "MD5", "HMAC-SHA256"):
+            raise ConfigError(
+                f"apiv2_sign_type: expected None, 'MD5' or 'HMAC-SHA256'; got {apiv2_sign_type!r}"
+            )
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise ConfigError(f"ssl_context: expected an ssl.SSLContext; got {ssl_context!r}")
+        self._apiv2_key = apiv2_key
+        self._apiv2_sign_type = apiv2_sign_type
+        self._has_client_cert = certificate is not None
+        self._nonce = nonce
         apiv3 = None if apiv3_key is None else apiv3_key_bytes(apiv3_key)
         base = _check_base_url("base_url", base_url, allow_http)
         failover = _failover(base, failover_url, allow_http)
@@ -238,9 +287,15 @@ class WeChatPay(TypedRoot):
             max_body=max_body,
             session=session,
             on_open=None if self._certificates is None else self._certificates.start,
+            apiv2_key=apiv2_key,
+            # The client's own TLS context: the user's ssl_context is never changed, and two
+            # merchants in one process present two certificates.
+            ssl=client_ssl_context(certificate, ssl_context)
+            if certificate is not None
+            else ssl_context,
         )
-        self._notifications = Notifications(self._verifier, apiv3, learn)
-        self._payments = Payments(self._signer)
+        self._notifications = Notifications(self._verifier, apiv3, learn, apiv2_key=apiv2_key)
+        self._payments = Payments(self._signer, apiv2_key=apiv2_key)
         self._bills = Bills(query=self._query, fetch=self._fetch_download)
         self._root = Node(self, ())  # keeps the chains built from it (see chain.py)
 
@@ -409,6 +464,7 @@ class WeChatPay(TypedRoot):
         retry: RetryMode = None,
         path_params: Mapping[str, object] | None = None,
         upload: Upload | None = None,
+        xml: Mapping[str, object] | None = None,
     ) -> Request:
         """The :class:`~wechatpay_chain._request.Request` a verb sends: every argument
         checked, the target encoded and the body serialised, before anything is sent."""
@@ -417,9 +473,21 @@ class WeChatPay(TypedRoot):
         method = method.upper()
         segments = split_path(path) if isinstance(path, str) else path
         if segments[:1] == ("v2",):
-            raise NotImplementedError(
-                "the v2 (XML) API is not supported yet: v2/ paths are reserved for it"
+            return self._build_v2_request(
+                method,
+                segments,
+                xml=xml,
+                json=json,
+                data=data,
+                params=params,
+                headers=headers,
+                timeout=timeout,
+                retry=retry,
+                path_params=path_params,
+                upload=upload,
             )
+        if xml is not None:
+            raise TypeError("xml= is the body of an APIv2 call (a v2/ path); v3 takes json=")
         target = request_target(segments, path_params or {}, params)
         if upload is not None and (json is not None or data is not None):
             raise TypeError("pass file= or json=/data=, not both: an upload's body is multipart")
@@ -433,6 +501,67 @@ class WeChatPay(TypedRoot):
             check_retry_mode(retry),
             upload,
         )
+
+    def _build_v2_request(
+        self,
+        method: str,
+        segments: tuple[str, ...],
+        *,
+        xml: Mapping[str, object] | None,
+        json: Any,
+        data: bytes | str | None,
+        params: Mapping[str, QueryValue] | None,
+        headers: Mapping[str, str] | None,
+        timeout: Any,
+        retry: RetryMode,
+        path_params: Mapping[str, object] | None,
+        upload: Upload | None,
+    ) -> Request:
+        """An APIv2 call: the ``v2/`` dropped from the URL, the XML body signed with the
+        APIv2 key, the endpoint's facts (client certificate, host, signed answer) applied."""
+        if json is not None or data is not None or upload is not None:
+            raise TypeError("an APIv2 (v2/) call takes its body as xml={...}")
+        if self._apiv2_key is None:
+            raise ConfigError("apiv2_key: an APIv2 (v2/) call needs the client's APIv2 key")
+        if xml is None:
+            raise TypeError("an APIv2 (v2/) call needs its fields as xml={...}")
+        if not isinstance(xml, Mapping):
+            raise TypeError(f"xml= takes a mapping of fields, not {type(xml).__name__}")
+        facts = endpoint_facts(method, segments)
+        if facts.certificate_required and not self._has_client_cert:
+            raise ConfigError(
+                f"client_cert: {method} {'/'.join(segments)} requires the merchant API "
+                "certificate in TLS: pass client_cert= (apiclient_cert.p12 or .pem)"
+            )
+        body, sign_type = prepare_request(
+            xml,
+            mchid=self._mchid,
+            apiv2_key=self._apiv2_key,
+            sign_type=self._apiv2_sign_type,
+            nonce=self._nonce,
+            sign_types=facts.v2_sign_types,
+            nonce_field=facts.v2_nonce,
+        )
+        base = _V2_HEADERS if not headers else {**_V2_HEADERS, **headers}
+        return Request(
+            method,
+            request_target(segments[1:], path_params or {}, params),
+            body,
+            request_headers(base, None, None, None),
+            None if timeout is None else check_timeout(timeout),
+            check_retry_mode(retry),
+            verify=not facts.unsigned,
+            api="v2",
+            sign_type=sign_type,
+            base_url=self._v2_host(facts.base_uri),
+        )
+
+    def _v2_host(self, base_uri: str | None) -> str | None:
+        # An operation served by another WeChat Pay host goes there only from the production
+        # hosts: a fake server, a proxy or a test host answers every path itself.
+        if base_uri is None or URL(self.base_url).host not in BACKUP_HOSTS:
+            return None
+        return base_uri.rstrip("/")
 
     async def send(self, request: Request) -> Response:
         """Send a request built by :meth:`build_request` and return its verified answer."""

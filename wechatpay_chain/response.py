@@ -61,6 +61,16 @@ class Response(Generic[T]):
         except ValueError as error:
             raise self._invalid(f"the body is not JSON ({error})") from None
 
+    def xml(self) -> dict[str, Any]:
+        """An APIv2 answer's fields (``str`` to ``str``), already verified; an unsigned
+        answer that nests (a red-packet query) keeps its nesting as dicts and lists."""
+        from .apiv2 import parse_xml  # noqa: PLC0415 - v2 code loads for those who use v2
+
+        try:
+            return parse_xml(self.body, nested=True)
+        except ValueError as error:
+            raise self._invalid(f"the body is not the XML it should be ({error})") from None
+
     def _invalid(self, message: str) -> InvalidResponseError:
         return InvalidResponseError(
             f"{self.method} {self.target.split('?', 1)[0]}: {message}",

@@ -43,12 +43,18 @@ class MessageSigner(Protocol):
 SigningKey = rsa.RSAPrivateKey | MessageSigner
 
 
+def is_message_signer(source: object) -> bool:
+    """Whether ``source`` is a :class:`MessageSigner`: an object with ``sign(message)`` that
+    is not a loaded RSA key (nor a path or PEM text)."""
+    return not isinstance(source, (rsa.RSAPrivateKey, str, bytes)) and callable(
+        getattr(source, "sign", None)
+    )
+
+
 def load_signing_key(source: KeySource | MessageSigner) -> SigningKey:
     """An RSA private key loaded from ``source``, or ``source`` itself when it is a
-    :class:`MessageSigner` (an object with ``sign(message)`` that is not a loaded key)."""
-    if not isinstance(source, (rsa.RSAPrivateKey, str, bytes)) and callable(
-        getattr(source, "sign", None)
-    ):
+    :class:`MessageSigner`."""
+    if is_message_signer(source):
         return source  # type: ignore[return-value]
     return load_private_key(source)  # type: ignore[arg-type]
 

@@ -43,6 +43,7 @@ from .messages import ApiFailure, RecordedRequest, Reply, param_error
 from .notify import ANSWER_WITHIN_SECONDS, RETRY_SCHEDULE, Delivery, NotificationSender
 from .platform import KeyMode, WeChatPayKeys
 from .state import PaymentState
+from .tls import IssuedCertificate, TestCA
 from .v2 import ApiV2Fake
 
 __all__ = ["FakeWeChatPay", "MerchantCredentials", "RouteHandler", "generate_private_key"]
@@ -133,6 +134,7 @@ class FakeWeChatPay:
         clock: Callable[[], float] = time.time,
         mode: KeyMode = "public_key",
         fast: bool = False,
+        tls: bool = False,
     ) -> None:
         self._fast_headers: dict[tuple[int, bytes, int, str], dict[str, str]] | None = (
             {} if fast else None
@@ -143,6 +145,16 @@ class FakeWeChatPay:
             merchant_key = generate_private_key()
         else:
             merchant_key = None
+        #: With ``tls=True``: the test CA, which issued the server's certificate and the
+        #: merchant's API certificate (``client_certificate``, for the merchant's key).
+        self.ca: TestCA | None = TestCA() if tls else None
+        self.client_certificate: IssuedCertificate | None = (
+            self.ca.client(mchid, merchant_key)
+            if self.ca is not None and merchant_key is not None
+            else None
+        )
+        if serial is None and self.client_certificate is not None:
+            serial = self.client_certificate.serial
         self.merchant = MerchantCredentials(
             mchid=mchid,
             serial=serial or secrets.token_hex(20).upper(),
@@ -170,7 +182,13 @@ class FakeWeChatPay:
         #: The merchant's APIv2 key as this server knows it; :attr:`v2` is the XML API.
         self.apiv2_key = apiv2_key or secrets.token_hex(16)
         self.v2 = ApiV2Fake(
-            mchid=mchid, apiv2_key=self.apiv2_key, clock=clock, record=self.requests.append
+            mchid=mchid,
+            apiv2_key=self.apiv2_key,
+            clock=clock,
+            record=self.requests.append,
+            client_serial=None
+            if self.client_certificate is None
+            else self.client_certificate.serial,
         )
         #: WeChat Pay's keys: the public key, platform certificates, or both (``mode``).
         self.keys = WeChatPayKeys(mode, self._wechatpay_key, self.public_key_id, clock)
@@ -224,7 +242,11 @@ class FakeWeChatPay:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self._host, self._port))
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(
+                runner,
+                sock,
+                ssl_context=None if self.ca is None else self.ca.server_context(self._host),
+            ).start()
         except BaseException:
             sock.close()
             await runner.cleanup()
@@ -232,7 +254,7 @@ class FakeWeChatPay:
         self._runner = runner
         port = sock.getsockname()[1]
         host = f"[{self._host}]" if ":" in self._host else self._host
-        self._url = f"http://{host}:{port}"
+        self._url = f"{'http' if self.ca is None else 'https'}://{host}:{port}"
 
     @property
     def open_connections(self) -> int:
@@ -272,8 +294,12 @@ class FakeWeChatPay:
             else {self.public_key_id: self._wechatpay_key.public_key()},
             "base_url": self.url,
             "apiv3_key": self.apiv3_key,
+            "apiv2_key": self.apiv2_key,
             "clock": self.clock,
         }
+        if self.ca is not None and self.client_certificate is not None:
+            options["client_cert"] = self.client_certificate.cert_pem
+            options["ssl_context"] = self.ca.client_context()
         options.update(overrides)
         return WeChatPay(**options)
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import secrets
+import ssl
+import tempfile
+from pathlib import Path
 
 import attrs
 from cryptography import x509
@@ -96,9 +99,13 @@ class TestCA:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
     def _issue(
-        self, common_name: str, usage: x509.ObjectIdentifier, names: list[x509.GeneralName]
+        self,
+        common_name: str,
+        usage: x509.ObjectIdentifier,
+        names: list[x509.GeneralName],
+        key: rsa.RSAPrivateKey | None = None,
     ) -> IssuedCertificate:
-        key = generate_private_key()
+        key = key if key is not None else generate_private_key()
         now = datetime.datetime.now(datetime.timezone.utc)
         builder = (
             x509.CertificateBuilder()
@@ -124,6 +131,26 @@ class TestCA:
         names = [name] if host == "localhost" else [name, x509.DNSName("localhost")]
         return self._issue(host, ExtendedKeyUsageOID.SERVER_AUTH, names)
 
-    def client(self, mchid: str) -> IssuedCertificate:
-        """A merchant API certificate (``apiclient_cert``) for ``mchid``."""
-        return self._issue(mchid, ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    def client(self, mchid: str, key: rsa.RSAPrivateKey | None = None) -> IssuedCertificate:
+        """A merchant API certificate (``apiclient_cert``) for ``mchid``, for ``key`` (the
+        merchant API key) or a new one."""
+        return self._issue(mchid, ExtendedKeyUsageOID.CLIENT_AUTH, [], key)
+
+    def server_context(self, host: str = "127.0.0.1") -> ssl.SSLContext:
+        """A server's TLS context for ``host`` that asks every client for a certificate and
+        verifies the one it gets against this CA (a client without one still connects)."""
+        issued = self.server(host)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # OpenSSL reads a certificate chain from files only; a throwaway server key, in a
+        # private directory removed at once.
+        with tempfile.TemporaryDirectory(prefix="wechatpay-fake-") as directory:
+            path = Path(directory) / "server.pem"
+            path.write_bytes(issued.cert_pem + issued.key_pem)
+            context.load_cert_chain(path)
+        context.load_verify_locations(cadata=self.cert_pem.decode())
+        context.verify_mode = ssl.CERT_OPTIONAL
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client's TLS context that trusts this CA (and nothing else)."""
+        return ssl.create_default_context(cadata=self.cert_pem.decode())

@@ -24,6 +24,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDictProxy
 
 from .. import apiv2
+from ..endpoints import endpoint_facts
 from ..errors import MalformedXmlError, UnsafeXmlError
 from .messages import RecordedRequest
 from .notify import is_loopback
@@ -96,8 +97,14 @@ class ApiV2Fake:
         apiv2_key: str,
         clock: Callable[[], float] = time.time,
         record: Callable[[RecordedRequest], None] | None = None,
+        client_serial: str | None = None,
     ) -> None:
         self.mchid = mchid
+        #: Over TLS: the merchant API certificate the certificate endpoints require, checked
+        #: as the TLS handshake verified it; ``None`` over plain HTTP (nothing to check).
+        self.client_serial = client_serial
+        #: The serial of the client certificate each APIv2 request came with (``None``: none).
+        self.presented: list[str | None] = []
         self.apiv2_key = apiv2_key
         self.clock = clock
         self._record = record
@@ -193,10 +200,26 @@ class ApiV2Fake:
             fields["sign"] = apiv2.sign(fields, self.apiv2_key, sign_type)
         return web.Response(body=apiv2.to_xml(fields), content_type="text/xml", charset="utf-8")
 
+    def _check_certificate(self, request: web.Request) -> None:
+        peer = None if request.transport is None else request.transport.get_extra_info("peercert")
+        serial = None if not peer else format(int(peer["serialNumber"], 16), "X")
+        self.presented.append(serial)
+        if self.client_serial is None:
+            return
+        if endpoint_facts("POST", "v2" + request.path).certificate_required and (
+            serial != self.client_serial
+        ):
+            raise _Refusal(
+                "FAIL",
+                "证书错误: this endpoint requires the merchant API certificate",
+                protocol=True,
+            )
+
     async def _handle(self, request: web.Request) -> web.Response:
         handler = self.routes()[request.path]
         sign_type = apiv2.MD5
         try:
+            self._check_certificate(request)
             fields, sign_type = await self._read(request)
             result = handler(fields)
         except _Refusal as refusal:
