@@ -4,10 +4,13 @@ what was verified, and what is refused before anything is sent."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import hashlib
 import hmac
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
@@ -28,6 +31,7 @@ from wechatpay_chain import (
 from wechatpay_chain.testing import FakeWeChatPay
 
 APPID = "wx2421b1c4370ec43b"
+CHINA = datetime.timezone(datetime.timedelta(hours=8))
 Keys = tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]
 
 
@@ -335,3 +339,129 @@ async def test_two_merchants_share_one_ssl_context_which_is_never_changed(
     assert shared.get_ca_certs(binary_form=True) == before
     assert shared.verify_mode == ssl.CERT_REQUIRED
     assert shared.get_ciphers() != []  # still a working context
+
+
+# -- bills ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tar_type", [None, "GZIP"])
+async def test_the_v2_trade_bill_streams_as_rows_and_saves_whole(
+    fake: FakeWeChatPay, tar_type: str | None, tmp_path: Path
+) -> None:
+    async with fake.client() as wxpay:
+        await wxpay.v2.pay.unifiedorder.post(xml=order("b-1"))
+        fake.v2.pay("b-1")
+        today = datetime.datetime.now(CHINA).date()
+        async with wxpay.bills.trade_v2(APPID, today, tar_type=tar_type) as bill:
+            rows = [row async for row in bill.rows()]
+        assert [row["商户订单号"] for row in rows] == ["b-1"]
+        assert bill.summary == {"总交易单数": "1", "应结订单总金额": "8.88"}
+        target = tmp_path / "bill.csv"
+        async with wxpay.bills.trade_v2(APPID, today, tar_type=tar_type) as bill:
+            await bill.save(target)
+    assert target.read_bytes() == fake.v2.bill_text()
+    sent = plain_fields(fake.requests[-1].body)
+    assert sent["mch_id"] == "1900000109"
+    assert sent["bill_date"] == today.strftime("%Y%m%d")
+
+
+async def test_a_v2_bill_error_is_an_api_error_and_leaves_no_file(
+    fake: FakeWeChatPay, tmp_path: Path
+) -> None:
+    target = tmp_path / "bill.csv"
+    async with fake.client() as wxpay:
+        with pytest.raises(ApiError) as raised:
+            async with wxpay.bills.trade_v2(APPID, "2026-01-01") as bill:
+                await bill.save(target)
+    assert raised.value.code == "20002"
+    assert raised.value.message == "No Bill Exist"
+    assert not target.exists()
+
+
+async def test_the_v2_fund_flow_bill_needs_the_certificate_and_comes_over_tls(
+    tls_fake: FakeWeChatPay, fake: FakeWeChatPay
+) -> None:
+    async with fake.client() as plain:
+        with pytest.raises(ConfigError, match="client_cert"):
+            await plain.bills.fundflow_v2(APPID, "2026-01-01")
+    async with tls_fake.client() as wxpay:
+        await wxpay.v2.pay.unifiedorder.post(xml=order("f-1"))
+        tls_fake.v2.pay("f-1")
+        today = datetime.datetime.now(CHINA).date()
+        async with wxpay.bills.fundflow_v2(APPID, today, tar_type="GZIP") as bill:
+            rows = [row async for row in bill.rows()]
+    assert [row["收支金额（元）"] for row in rows] == ["8.88"]
+    sent = plain_fields(tls_fake.requests[-1].body)
+    assert sent["sign_type"] == "HMAC-SHA256"
+    assert sent["sign"] == plain_sign(sent, tls_fake.apiv2_key, "HMAC-SHA256")
+    assert tls_fake.client_certificate is not None
+    assert tls_fake.v2.presented[-1] == tls_fake.client_certificate.serial
+
+
+# -- pay-sign, pages, notifications ----------------------------------------------------------------
+
+
+async def test_v2_pay_parameters_and_the_signed_entrustweb_page(fake: FakeWeChatPay) -> None:
+    async with fake.client() as wxpay:
+        jsapi = wxpay.payments.jsapi_v2(APPID, "wx201410272009395522657a690389285100")
+        assert jsapi["paySign"] == plain_sign(
+            {k: v for k, v in jsapi.items() if k != "paySign"}, fake.apiv2_key
+        )
+        app = wxpay.payments.app_v2(APPID, "wx2014", sign_type="HMAC-SHA256")
+        assert app["sign"] == plain_sign(app, fake.apiv2_key, "HMAC-SHA256")
+        url = wxpay.payments.v2_url(
+            "v2/papay/entrustweb",
+            {
+                "appid": APPID,
+                "mch_id": "1900000109",
+                "plan_id": "12535",
+                "contract_code": "100000",
+                "request_serial": 1000,
+                "contract_display_account": "微信代扣",
+                "notify_url": "https://shop.example/papay",
+                "version": "1.0",
+                "timestamp": 1414488825,
+            },
+        )
+    assert url.startswith("https://api.mch.weixin.qq.com/papay/entrustweb?")
+    # The fake's page accepts the signed URL, as WeChat Pay's would.
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(fake.url + url.removeprefix("https://api.mch.weixin.qq.com")) as page,
+    ):
+        assert page.status == 200
+    with pytest.raises(ConfigError, match="apiv2_key"):
+        fake.client(apiv2_key=None).payments.jsapi_v2(APPID, "wx1")
+
+
+async def test_a_v2_pay_notification_from_the_fake_is_verified_by_the_client(
+    fake: FakeWeChatPay,
+) -> None:
+    received: list[bytes] = []
+
+    async def webhook(request: web.Request) -> web.Response:
+        received.append(await request.read())
+        return web.Response(body=b"<xml><return_code>SUCCESS</return_code></xml>")
+
+    app = web.Application()
+    app.router.add_post("/v2notify", webhook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    notify_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v2notify"
+    try:
+        async with fake.client() as wxpay:
+            await wxpay.v2.pay.unifiedorder.post(xml=order("n-1", notify_url=notify_url))
+            fake.v2.pay("n-1")
+            for _ in range(100):  # delivered in the background: wait, bounded
+                if received:
+                    break
+                await asyncio.sleep(0.02)
+            notification = wxpay.notifications.parse_v2(received[0])
+        assert notification["out_trade_no"] == "n-1"
+        assert notification["result_code"] == "SUCCESS"
+        forged = received[0].replace(b"888", b"1")
+        with pytest.raises(SignatureMismatchError):
+            wxpay.notifications.parse_v2(forged)
+    finally:
+        await runner.cleanup()

@@ -32,19 +32,23 @@ import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from ._aiohttp import as_transport_error
+from ._aiohttp import as_transport_error, read_limited, read_prefix, transport_errors
 from ._request import Request
-from .apiv2 import check_answer, is_xml
+from .apiv2 import MAX_XML_SIZE, check_answer, is_xml
 from .errors import (
     ApiError,
     ClientClosedError,
     ConnectError,
+    InvalidResponseError,
     LoopMismatchError,
     TransportError,
     UntrustedHostError,
     WeChatPayError,
 )
+from .files.downloads import Download
+from .files.uploads import ProgressCallback
 from .middleware import (
+    ERROR_BODY_LIMIT,
     MAX_RESPONSE_BODY,
     RetryMiddleware,
     SigningMiddleware,
@@ -336,35 +340,65 @@ class Transport:
             headers=headers,
         )
 
-    async def open_stream(self, request: Request) -> tuple[aiohttp.ClientResponse, bytes | None]:
-        """Send a download's ``GET`` and return the open answer, for the caller to stream and
-        close, with its body when it was read and verified already (a signed file)."""
+    async def open_stream(
+        self, request: Request, on_progress: ProgressCallback | None = None
+    ) -> Download:
+        """Send a download and return the open answer as a :class:`Download`, for the caller
+        to stream and close: a v3 ``GET`` of a file (a signed one is read and verified
+        already), or an APIv2 bill, whose first bytes tell a file from an XML error."""
         session = self.open()
-        url = self.url_of(request.target)
+        v2 = request.api == "v2"
+        url = (
+            URL((request.base_url or self.base_url) + request.target, encoded=True)
+            if v2
+            else self.url_of(request.target)
+        )
         timeout = request.timeout if request.timeout is not None else self.timeout
+        retry = self._middlewares_for(request.retry, True, timeout, request.api)[0]
         try:
             response = await session.request(
                 request.method,
                 url,
+                data=request.body,
                 headers=request.headers,
                 timeout=timeout,
                 allow_redirects=False,
                 raise_for_status=False,
                 read_bufsize=1024 * 1024,  # flow control: a MiB in memory at the most
-                middlewares=self._middlewares_for(request.retry, True, timeout),
+                # An APIv2 file is neither signed nor read here: the caller streams it.
+                middlewares=(retry,) if v2 else self._middlewares_for(request.retry, True, timeout),
             )
         except Exception as error:
             raise self._as_ours(error, request) from error
+        buffered, head = None, b""
         try:
             if not 200 <= response.status < 300:
-                raise ApiError.from_answer(response.status, response.headers, await response.read())
-            buffered = None
-            if not self.is_unsigned_download(request.method, url):
-                buffered = await response.read()  # read and verified by the middleware
+                with transport_errors(request.method, request.target):
+                    body = await read_prefix(response, ERROR_BODY_LIMIT)
+                raise ApiError.from_answer(response.status, response.headers, body)
+            with transport_errors(request.method, request.target):
+                if v2:
+                    head = await _first_bytes(response, 64)
+                    if is_xml(head):  # an error, as XML: read whole and raised
+                        rest = await read_limited(response, MAX_XML_SIZE, "the XML answer")
+                        self._check_v2(request, response.status, response.headers, head + rest)
+                        raise InvalidResponseError(
+                            "an XML answer where a file was expected",
+                            status=response.status,
+                            request_id=response.headers.get("Request-ID"),
+                        )
+                elif not self.is_unsigned_download(request.method, url):
+                    buffered = await response.read()  # read and verified by the middleware
         except BaseException:
             response.close()
             raise
-        return response, buffered
+        return Download(
+            response,
+            target=url.raw_path_qs,
+            on_progress=on_progress,
+            buffered=buffered,
+            head=head,
+        )
 
     async def _exchange(
         self,
@@ -466,3 +500,14 @@ def _aiohttp_timeout(attempt: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
     add a loop timer to every call, about 1 % of a call's time at concurrency 1
     (docs/performance.md)."""
     return attrs.evolve(attempt, total=None)
+
+
+async def _first_bytes(response: aiohttp.ClientResponse, count: int) -> bytes:
+    """Up to ``count`` bytes from the start of ``response``'s body (fewer at its end)."""
+    head = b""
+    while len(head) < count:
+        chunk = await response.content.read(count - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head

@@ -296,7 +296,9 @@ class WeChatPay(TypedRoot):
         )
         self._notifications = Notifications(self._verifier, apiv3, learn, apiv2_key=apiv2_key)
         self._payments = Payments(self._signer, apiv2_key=apiv2_key)
-        self._bills = Bills(query=self._query, fetch=self._fetch_download)
+        self._bills = Bills(
+            query=self._query, fetch=self._fetch_download, fetch_v2=self._fetch_v2_download
+        )
         self._root = Node(self, ())  # keeps the chains built from it (see chain.py)
 
     # -- the root of the chain -------------------------------------------------------------
@@ -587,10 +589,22 @@ class WeChatPay(TypedRoot):
             DOWNLOAD_TIMEOUT if timeout is None else check_timeout(timeout),
             stream=True,
         )
-        response, buffered = await self._transport.open_stream(request)
-        return Download(
-            response, target=url.raw_path_qs, on_progress=on_progress, buffered=buffered
+        return await self._transport.open_stream(request, on_progress)
+
+    async def _fetch_v2_download(
+        self,
+        path: str,
+        fields: Mapping[str, object],
+        on_progress: ProgressCallback | None,
+        timeout: float | aiohttp.ClientTimeout | None,
+    ) -> Download:
+        request = self.build_request(
+            "POST",
+            path,
+            xml={**fields, "mch_id": self._mchid},  # the helper's own body: mch_id is ours
+            timeout=DOWNLOAD_TIMEOUT if timeout is None else timeout,
         )
+        return await self._transport.open_stream(request, on_progress)
 
     async def _download_certificates(self) -> tuple[int, Mapping[str, str], bytes]:
         """``GET /v3/certificates``, signed, its answer left for the manager to verify

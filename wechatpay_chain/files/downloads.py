@@ -68,11 +68,14 @@ class Download:
         target: str,
         on_progress: ProgressCallback | None = None,
         buffered: bytes | None = None,
+        head: bytes = b"",
     ) -> None:
         self._response = response
         self._target = target
         self._on_progress = on_progress
         self._buffered = buffered
+        # The first bytes, read already to tell a file from an XML error (APIv2 bills).
+        self._head = head
         self._started = False
         #: Bytes received so far.
         self.bytes_received = 0
@@ -114,7 +117,7 @@ class Download:
             if self._buffered is not None:
                 source: AsyncIterator[bytes] = _one(self._buffered)
             else:
-                source = self._response.content.iter_any()
+                source = _after(self._head, self._response.content.iter_any())
             while True:
                 with transport_errors("GET", self._target):
                     try:
@@ -160,6 +163,13 @@ class Download:
 async def _one(data: bytes) -> AsyncIterator[bytes]:
     if data:
         yield data
+
+
+async def _after(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    async for chunk in rest:
+        yield chunk
 
 
 async def _save(stream: AsyncIterable[bytes], path: Path) -> Path:

@@ -146,6 +146,7 @@ class ApiV2Fake:
         for path in self.routes():
             app.router.add_post(path, self._handle)
         app.router.add_post("/pay/downloadbill", self._downloadbill)
+        app.router.add_post("/pay/downloadfundflow", self._downloadbill)
         app.router.add_get("/papay/entrustweb", self._entrustweb)
 
     async def close(self) -> None:
@@ -494,8 +495,36 @@ class ApiV2Fake:
         lines += ["总交易单数,应结订单总金额", f"`{len(rows)},`{total / 100:.2f}"]
         return ("\r\n".join(lines) + "\r\n").encode()
 
+    def fundflow_text(self) -> bytes:
+        """The fund-flow bill: one income line per paid order, then totals."""
+        header = "记账时间,微信支付业务单号,资金流水单号,业务名称,业务类型,收支类型,收支金额（元）"
+        paid = [order for order in self.orders.values() if order.time_end]
+        lines = [header]
+        lines += [
+            ",".join(
+                "`" + value
+                for value in (
+                    order.time_end,
+                    order.transaction_id,
+                    "1" + order.transaction_id[1:],
+                    "交易",
+                    "交易",
+                    "收入",
+                    f"{order.total_fee / 100:.2f}",
+                )
+            )
+            for order in paid
+        ]
+        total = sum(order.total_fee for order in paid)
+        lines += [
+            "资金流水总笔数,收入笔数,收入金额",
+            f"`{len(paid)},`{len(paid)},`{total / 100:.2f}",
+        ]
+        return ("\r\n".join(lines) + "\r\n").encode()
+
     async def _downloadbill(self, request: web.Request) -> web.Response:
         try:
+            self._check_certificate(request)
             fields, _ = await self._read(request)
         except _Refusal as refusal:
             return self._answer({"return_code": "FAIL", "return_msg": refusal.message}, None)
@@ -511,7 +540,7 @@ class ApiV2Fake:
         if date > today or not self.bill_rows():
             failure = {"return_code": "FAIL", "return_msg": "No Bill Exist", "error_code": "20002"}
             return self._answer(failure, None)
-        text = self.bill_text()
+        text = self.fundflow_text() if request.path.endswith("fundflow") else self.bill_text()
         if fields.get("tar_type") == "GZIP":
             return web.Response(body=gzip.compress(text), content_type="application/x-gzip")
         return web.Response(body=text, content_type="text/plain", charset="utf-8")
