@@ -88,7 +88,10 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int, what: str) 
 async def read_prefix(response: aiohttp.ClientResponse, limit: int) -> bytes:
     """At most the first ``limit`` bytes of ``response``'s body (an error answer's): what
     does not fit is not read. aiohttp drops a connection whose answer was not read to the
-    end when the response is released, rather than drain it."""
+    end when the response is released, rather than drain it. Reading again gives the same
+    prefix."""
+    if response._body is not None:  # read already, by a middleware below the caller
+        return bytes(response._body)
     chunks: list[bytes] = []
     size = 0
     while size < limit:

@@ -40,6 +40,7 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ._wire import compact_json
 from .crypto import aes_gcm_decrypt
 from .errors import ApiError, DecryptionError, VerificationError, WeChatPayError
 from .keys import certificate_serial
@@ -414,7 +415,7 @@ class CertificateManager:
         self.downloads += 1
         status, headers, body = await self._fetch()
         if status == 404:
-            error = ApiError(status, body=body, headers=headers)
+            error = ApiError.from_answer(status, headers, body)
             if error.code in ("RESOURCE_NOT_EXISTS", "NOT_FOUND"):
                 if self.mode != "public_key_only":
                     logger.info(
@@ -425,7 +426,7 @@ class CertificateManager:
                 self.mode = "public_key_only"
                 return
         if not 200 <= status < 300:
-            raise ApiError(status, body=body, headers=headers, request_id=headers.get("Request-ID"))
+            raise ApiError.from_answer(status, headers, body)
         now = self._now()
         opened = _open_download(body, self._cipher, now)
         certificates = [certificate for _, certificate in opened]
@@ -454,7 +455,7 @@ class CertificateManager:
 
 def _entry_bytes(item: Mapping[str, object]) -> bytes:
     """A cache entry: the item as WeChat Pay sent it, certificate still encrypted."""
-    return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+    return compact_json(item)
 
 
 def _describe(error: Exception) -> str:

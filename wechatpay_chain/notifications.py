@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ._wire import compact_json
 from .crypto import aes_gcm_cipher, aes_gcm_decrypt
 from .errors import (
     BodyTooLargeError,
@@ -234,10 +235,7 @@ def failure(message: str = "失败", *, status: int = 500) -> Acknowledgement:
     """Not accepted: WeChat Pay will send it again on its retry schedule."""
     if not 400 <= status <= 599:
         raise ValueError("a failure answer is a 4xx or 5xx status")
-    body = json.dumps(
-        {"code": "FAIL", "message": message}, ensure_ascii=False, separators=(",", ":")
-    )
-    return Acknowledgement(status, body.encode())
+    return Acknowledgement(status, compact_json({"code": "FAIL", "message": message}))
 
 
 class Notifications:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ._wire import response_message
 from .errors import (
     ConfigError,
     MissingSignatureHeaderError,
@@ -273,14 +274,11 @@ class Verifier:
                 "Wechatpay-Signature is not Base64", request_id=request_id
             ) from None
         try:
-            # surrogateescape: aiohttp hands over undecodable header bytes that way; these
-            # are the bytes that were signed (or not).
-            head = f"{timestamp_text}\n{nonce}\n".encode("utf-8", "surrogateescape")
+            message = response_message(timestamp_text, nonce, body)
         except UnicodeEncodeError:
             raise SignatureMismatchError(
                 "Wechatpay-Nonce is not text", request_id=request_id
             ) from None
-        message = head + body + b"\n"
         try:
             key.verify(signature, message, _PKCS1, _SHA256)
         except InvalidSignature:

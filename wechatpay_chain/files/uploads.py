@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import hashlib
 import io
-import json as jsonlib
 import mimetypes
 import os
 import secrets
@@ -25,6 +24,8 @@ from typing import IO, Any, Protocol
 
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
+
+from .._wire import compact_json
 
 #: ``on_progress(bytes_done, bytes_total)``: the file's bytes for an upload; the bytes
 #: received (compressed, for a gzip bill) for a download, with ``None`` for an unknown total.
@@ -317,7 +318,7 @@ class Upload:
         source = await _prepare(self.file)
         meta = {"filename": self.filename, "sha256": source.sha256, **(self.meta or {})}
         # Serialised once: these bytes are signed and sent as the meta part.
-        meta_bytes = jsonlib.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()
+        meta_bytes = compact_json(meta)
         return UploadPayload(meta_bytes, source, self.filename, self.content_type, self.on_progress)
 
 

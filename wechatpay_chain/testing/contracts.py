@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from .._wire import CHINA_TIME
 from .messages import ApiFailure, RecordedRequest, Reply, param_error
 from .state import PaymentState, digits, require
 
@@ -23,7 +24,6 @@ __all__ = ["PRE_SIGN_SESSION_SECONDS", "ContractState"]
 
 #: A pre-sign session, and a prepay_id, live this long.
 PRE_SIGN_SESSION_SECONDS = 2 * 60 * 60
-_CHINA = datetime.timezone(datetime.timedelta(hours=8))
 _CONTRACT_PATH = "/v3/password-exempt-contract/contracts/service-id/{service_id}/out-contract-code/{out_contract_code}"
 
 # Required body fields of the password-exempt pre-sign endpoints, by mode and scene
@@ -141,7 +141,7 @@ class ContractState:
         return int(self.payments.clock())
 
     def _time(self, moment: int) -> str:
-        return datetime.datetime.fromtimestamp(moment, _CHINA).isoformat()
+        return datetime.datetime.fromtimestamp(moment, CHINA_TIME).isoformat()
 
     def _pre_sign_handler(
         self, mode: str, scene: str

@@ -29,6 +29,7 @@ from typing import Literal
 import attrs
 from aiohttp import web
 
+from .._wire import CHINA_TIME
 from .messages import ApiFailure, RecordedRequest, Reply, param_error
 
 __all__ = [
@@ -46,7 +47,6 @@ Handler = Callable[[RecordedRequest, Mapping[str, str]], Reply | Awaitable[Reply
 
 #: A bill's download_url is valid this long (PROTOCOL.md section 8).
 BILL_TOKEN_SECONDS = 30.0
-_CHINA = datetime.timezone(datetime.timedelta(hours=8))
 _MIB = 1024 * 1024
 
 
@@ -686,7 +686,7 @@ class BillState:
             raise param_error(
                 "bill_date", "bill_date 格式应为YYYY-MM-DD", location="query", value=value
             )
-        now = datetime.datetime.fromtimestamp(self._clock(), _CHINA)
+        now = datetime.datetime.fromtimestamp(self._clock(), CHINA_TIME)
         if day >= now.date() or day < _months_before(now.date(), 3):
             raise ApiFailure(400, "NO_STATEMENT_EXIST", "账单文件不存在（仅可下载三个月内的账单）")
         if day == now.date() - datetime.timedelta(days=1) and now.hour < 9:

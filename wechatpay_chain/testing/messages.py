@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from multidict import CIMultiDictProxy, MultiDictProxy
 
+from .._wire import compact_json
+
 if TYPE_CHECKING:
     from aiohttp import web
 
@@ -16,7 +18,7 @@ __all__ = ["ApiFailure", "RecordedRequest", "Reply", "dump_json"]
 
 
 def dump_json(document: Any) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    return compact_json(document)
 
 
 @attrs.frozen

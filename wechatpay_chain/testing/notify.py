@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
-import json
 import secrets
 import string
 import time
@@ -23,6 +22,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
+from .._wire import CHINA_TIME, compact_json
 from ..crypto import aes_gcm_encrypt
 from .faults import Fault
 from .signer import WeChatPaySigner
@@ -50,7 +50,6 @@ RETRY_SCHEDULE = (
 #: WeChat Pay waits this long for an answer before it counts the attempt as failed.
 ANSWER_WITHIN_SECONDS = 5.0
 NOT_LOOPBACK = "not sent: the fake server only delivers to loopback addresses"
-_CHINA = datetime.timezone(datetime.timedelta(hours=8))
 _NONCE_CHARACTERS = string.ascii_letters + string.digits
 
 
@@ -123,11 +122,11 @@ class NotificationSender:
         apiv3_key: bytes | None = None,
     ) -> dict[str, Any]:
         nonce = "".join(secrets.choice(_NONCE_CHARACTERS) for _ in range(12))
-        plaintext = json.dumps(resource, ensure_ascii=False, separators=(",", ":")).encode()
+        plaintext = compact_json(resource)
         return {
             "id": str(uuid.uuid4()),
             "create_time": datetime.datetime.fromtimestamp(
-                int(self.signer.clock()), _CHINA
+                int(self.signer.clock()), CHINA_TIME
             ).isoformat(),
             "resource_type": "encrypt-resource",
             "event_type": event_type,
@@ -168,7 +167,7 @@ class NotificationSender:
             original_type=original_type,
             apiv3_key=wrong_key,
         )
-        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        body = compact_json(document)
         headers = {"Content-Type": "application/json", **self.signer.headers(body, fault)}
         if fault is not None and fault.kind == "tamper_body":
             body = body.replace(b'"summary":"', b'"summary":" ', 1)
@@ -198,7 +197,7 @@ class NotificationSender:
     async def _deliver(
         self, delivery: Delivery, envelope: dict[str, Any], fault: Fault | None
     ) -> None:
-        body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+        body = compact_json(envelope)
         try:
             if not is_loopback(delivery.url):
                 # A test server never calls out: a notify_url elsewhere stays unsent, on record.

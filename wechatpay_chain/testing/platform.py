@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from .._wire import CHINA_TIME
 from ..crypto import aes_gcm_encrypt
 from ..keys import certificate_serial
 from ..verifying import same_serial
@@ -141,7 +142,6 @@ class WeChatPayKeys:
 
     def download(self, apiv3_key: bytes) -> dict[str, Any]:
         """The ``/v3/certificates`` answer: every certificate that has not expired."""
-        china = datetime.timezone(datetime.timedelta(hours=8))
         data = []
         for platform in self.certificates:
             if platform.certificate.not_valid_after_utc < self._now():
@@ -151,10 +151,10 @@ class WeChatPayKeys:
                 {
                     "serial_no": platform.serial,
                     "effective_time": platform.certificate.not_valid_before_utc.astimezone(
-                        china
+                        CHINA_TIME
                     ).isoformat(),
                     "expire_time": platform.certificate.not_valid_after_utc.astimezone(
-                        china
+                        CHINA_TIME
                     ).isoformat(),
                     "encrypt_certificate": {
                         "algorithm": "AEAD_AES_256_GCM",

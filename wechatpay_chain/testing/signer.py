@@ -9,6 +9,7 @@ from collections.abc import Callable
 import attrs
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .._wire import response_message
 from ..signing import AUTHORIZATION_SCHEME, rsa_sign
 from .faults import Fault
 from .keypairs import generate_private_key
@@ -46,7 +47,7 @@ class WeChatPaySigner:
             "Wechatpay-Nonce": nonce,
             "Wechatpay-Timestamp": str(timestamp),
             "Wechatpay-Serial": UNKNOWN_SERIAL if kind == "wrong_serial" else self.public_key_id,
-            "Wechatpay-Signature": rsa_sign(key, f"{timestamp}\n{nonce}\n".encode() + body + b"\n"),
+            "Wechatpay-Signature": rsa_sign(key, response_message(str(timestamp), nonce, body)),
             "Wechatpay-Signature-Type": AUTHORIZATION_SCHEME,
         }
         if kind == "probe":

@@ -13,11 +13,11 @@ from typing import Any
 
 import attrs
 
+from .._wire import CHINA_TIME
 from .messages import ApiFailure, RecordedRequest, Reply, param_error
 
 __all__ = ["Order", "PaymentState", "digits", "require"]
 
-_CHINA = datetime.timezone(datetime.timedelta(hours=8))
 _TRADE_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "app": "APP", "h5": "MWEB"}
 
 
@@ -62,7 +62,7 @@ class PaymentState:
     )
 
     def now(self) -> str:
-        return datetime.datetime.fromtimestamp(int(self.clock()), _CHINA).isoformat()
+        return datetime.datetime.fromtimestamp(int(self.clock()), CHINA_TIME).isoformat()
 
     def routes(
         self,

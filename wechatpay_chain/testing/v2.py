@@ -24,6 +24,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDictProxy
 
 from .. import apiv2
+from .._wire import CHINA_TIME
 from ..endpoints import endpoint_facts
 from ..errors import MalformedXmlError, UnsafeXmlError
 from .messages import RecordedRequest
@@ -31,7 +32,6 @@ from .notify import is_loopback
 
 __all__ = ["ApiV2Fake", "V2Delivery", "V2Order"]
 
-_CHINA = datetime.timezone(datetime.timedelta(hours=8))
 _ALPHABET = string.ascii_letters + string.digits
 #: Seconds between resends of a notification that was not acknowledged.
 RESEND_AFTER = (0.05, 0.1, 0.2)
@@ -263,7 +263,7 @@ class ApiV2Fake:
         return order
 
     def _now(self) -> str:
-        return datetime.datetime.fromtimestamp(self.clock(), _CHINA).strftime("%Y%m%d%H%M%S")
+        return datetime.datetime.fromtimestamp(self.clock(), CHINA_TIME).strftime("%Y%m%d%H%M%S")
 
     def _new_order(self, fields: dict[str, str]) -> V2Order:
         self._require(fields, "appid", "body", "out_trade_no", "total_fee", "spbill_create_ip")
@@ -396,7 +396,7 @@ class ApiV2Fake:
                 "transaction_id": order.transaction_id,
                 "total_fee": str(order.total_fee),
                 "refund_status": "SUCCESS",
-                "success_time": datetime.datetime.fromtimestamp(self.clock(), _CHINA).strftime(
+                "success_time": datetime.datetime.fromtimestamp(self.clock(), CHINA_TIME).strftime(
                     "%Y-%m-%d %H:%M:%S"
                 ),
             }
@@ -529,7 +529,7 @@ class ApiV2Fake:
         except _Refusal as refusal:
             return self._answer({"return_code": "FAIL", "return_msg": refusal.message}, None)
         date = fields.get("bill_date", "")
-        today = datetime.datetime.fromtimestamp(self.clock(), _CHINA).strftime("%Y%m%d")
+        today = datetime.datetime.fromtimestamp(self.clock(), CHINA_TIME).strftime("%Y%m%d")
         if not (len(date) == 8 and date.isdigit()):
             failure = {
                 "return_code": "FAIL",
@@ -554,7 +554,7 @@ class ApiV2Fake:
             transfer = {
                 **fields,
                 "payment_no": "10000" + _digits(23),
-                "payment_time": datetime.datetime.fromtimestamp(self.clock(), _CHINA).strftime(
+                "payment_time": datetime.datetime.fromtimestamp(self.clock(), CHINA_TIME).strftime(
                     "%Y-%m-%d %H:%M:%S"
                 ),
             }
@@ -620,7 +620,7 @@ class ApiV2Fake:
             contract_id="2020" + _digits(20),
             openid=openid,
             contract_state="0",
-            contract_signed_time=datetime.datetime.fromtimestamp(self.clock(), _CHINA).strftime(
+            contract_signed_time=datetime.datetime.fromtimestamp(self.clock(), CHINA_TIME).strftime(
                 "%Y-%m-%d %H:%M:%S"
             ),
         )
@@ -637,7 +637,7 @@ class ApiV2Fake:
             "plan_id": contract["plan_id"],
             "openid": contract["openid"],
             "change_type": change_type,
-            "operate_time": datetime.datetime.fromtimestamp(self.clock(), _CHINA).strftime(
+            "operate_time": datetime.datetime.fromtimestamp(self.clock(), CHINA_TIME).strftime(
                 "%Y-%m-%d %H:%M:%S"
             ),
             "contract_id": contract["contract_id"],
