@@ -449,3 +449,17 @@ async def test_on_demand_downloads_keep_a_minimum_interval(
             with pytest.raises(UnknownSerialError):
                 await wxpay.v3.pay.transactions.native.post(json=order(certificate_server, "i-2"))
     assert downloads(certificate_server) == 1  # the bootstrap; the rest came within a minute
+
+
+async def test_an_unknown_serial_within_the_refresh_limit_says_the_refresh_was_rate_limited(
+    certificate_server: FakeWeChatPay,
+) -> None:
+    async with certificate_server.client() as wxpay:
+        assert wxpay.certificates is not None
+        await wxpay.v3.pay.transactions.native.post(json=order(certificate_server, "r-1"))
+        assert downloads(certificate_server) == 1  # learnt at bootstrap
+        certificate_server.inject(Fault.wrong_serial())
+        with pytest.raises(UnknownSerialError, match="rate-limited to one per 60 s") as raised:
+            await wxpay.v3.pay.transactions.native.post(json=order(certificate_server, "r-2"))
+        assert raised.value.request_id is not None
+    assert downloads(certificate_server) == 1  # no second download

@@ -389,7 +389,8 @@ def test_a_forked_child_opens_a_connection_of_its_own(
 
     server.on("GET", "/v3/x", certificates)
     with ServerThread(server) as url:
-        wxpay = client_for(url, wechatpay_keys)
+        # With an APIv3 key: the certificate manager's background task starts in each loop.
+        wxpay = client_for(url, wechatpay_keys, apiv3_key="a" * 32)
         loop = asyncio.new_event_loop()
         try:
             loop.run_until_complete(wxpay["v3/x"].get())  # the parent's pooled connection

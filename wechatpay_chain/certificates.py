@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ._wire import compact_json
 from .crypto import aes_gcm_decrypt
-from .errors import ApiError, DecryptionError, VerificationError, WeChatPayError
+from .errors import ApiError, DecryptionError, UnknownSerialError, VerificationError, WeChatPayError
 from .keys import certificate_serial
 from .verifying import PublicKeyStore, Verifier, same_serial
 
@@ -328,11 +328,21 @@ class CertificateManager:
 
     def start(self) -> None:
         """Load the cache and start refreshing in the background (inside the running loop)."""
+        self._forget_other_loops()
         if self._background is not None:
             return
         if self._cache is not None:
             self._load_cache(self._cache)
         self._background = asyncio.get_running_loop().create_task(self._refresh_periodically())
+
+    def _forget_other_loops(self) -> None:
+        # Tasks of another loop (a parent process's, after fork; a closed loop's) never run
+        # here again: waiting for one would wait for ever.
+        loop = asyncio.get_running_loop()
+        if self._background is not None and self._background.get_loop() is not loop:
+            self._background = None
+        if self._inflight is not None and self._inflight.get_loop() is not loop:
+            self._inflight = None
 
     async def stop(self) -> None:
         tasks = [task for task in (self._background, self._inflight) if task is not None]
@@ -386,20 +396,31 @@ class CertificateManager:
 
     async def refresh(self) -> None:
         """Download now, or join the download already in flight."""
+        self._forget_other_loops()
         if self._inflight is None or self._inflight.done():
             self._inflight = asyncio.get_running_loop().create_task(self._download())
         await asyncio.shield(self._inflight)
 
     async def learn(self, serial: str) -> bool:
-        """An answer named ``serial``: download if that may teach it; whether it is known now."""
+        """An answer named ``serial``: download if that may teach it; whether it is known now.
+        Within ``min_interval`` of the last download it raises
+        :class:`~wechatpay_chain.errors.UnknownSerialError` saying the refresh was
+        rate-limited."""
         if serial in self._store:
             return True
         if self.mode == "public_key_only":
             return False
-        if (self._inflight is None or self._inflight.done()) and (
-            time.monotonic() - self._last_download < self.min_interval
-        ):
-            return False  # downloaded moments ago: a new download would not know more
+        since = time.monotonic() - self._last_download
+        if (self._inflight is None or self._inflight.done()) and since < self.min_interval:
+            # Downloaded moments ago: a new download would not know more, and a forger
+            # naming serial after serial must not make the client download without end.
+            raise UnknownSerialError(
+                f"Wechatpay-Serial {serial[:64]!r} names no key this client holds, and the "
+                f"platform certificates were downloaded {since:.0f} s ago: a refresh is "
+                f"rate-limited to one per {self.min_interval:.0f} s (min_interval), so none "
+                "was made. A certificate WeChat Pay has just issued is learnt on the first "
+                "answer after that"
+            )
         try:
             await self.refresh()
         except WeChatPayError as error:

@@ -190,10 +190,14 @@ class VerifyingMiddleware:
             if self.check:
                 try:
                     self.verifier.verify(response.headers, body)
-                except UnknownSerialError:
-                    if self.learn is None or not await self.learn(
-                        response.headers[HEADER_SERIAL].strip()
-                    ):
+                except UnknownSerialError as unknown:
+                    if self.learn is None:
+                        raise
+                    try:
+                        learned = await self.learn(response.headers[HEADER_SERIAL].strip())
+                    except UnknownSerialError as why:  # it says why it could not learn
+                        raise UnknownSerialError(str(why), request_id=unknown.request_id) from None
+                    if not learned:
                         raise
                     self.verifier.verify(response.headers, body)
         except BaseException:
