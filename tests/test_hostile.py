@@ -70,7 +70,8 @@ class Hostile:
         )
 
     async def start(self) -> str:
-        self.runner = web.AppRunner(self.app)
+        # A short shutdown: a handler still sleeping (a hanging server) is not waited for.
+        self.runner = web.AppRunner(self.app, shutdown_timeout=0.1)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
