@@ -213,6 +213,8 @@ class ContractState:
         for optional in ("sub_mchid", "sub_appid", "sub_openid"):
             if request.get(optional):
                 contract[optional] = request[optional]
+        if request.get("sub_appid") and "sub_openid" not in contract:
+            contract["sub_openid"] = openid  # the user, as the sub-merchant's app knows them
         pre_sign.contract = contract
         self.payments.notify(request["notify_url"], "ENTRUST.SIGN", contract, "签约成功", "entrust")
         return dict(contract)

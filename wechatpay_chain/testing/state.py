@@ -1,4 +1,6 @@
-"""The fake server's payment state: orders and refunds.
+"""The fake server's payment state: orders and refunds, of a direct merchant and of a service
+provider (``/v3/pay/partner/...``: the fake's merchant is the ``sp_mchid``, its sub-merchants
+any ``sub_mchid``).
 
 Answers follow the shapes of the official API pages (OAPI ``docs/v3/**.yaml``); the values
 are plausible, not real.
@@ -47,6 +49,12 @@ class Order:
     #: Server time of creation: a prepay_id lives 2 hours.
     created: int = 0
 
+    @property
+    def sub_mchid(self) -> str | None:
+        """The sub-merchant of a service provider's order; ``None`` for a direct one."""
+        value = self.request.get("sub_mchid")
+        return value if isinstance(value, str) else None
+
 
 @attrs.define
 class PaymentState:
@@ -72,6 +80,14 @@ class PaymentState:
             for kind in _TRADE_TYPES
         ]
         table += [
+            ("POST", f"/v3/pay/partner/transactions/{kind}", self._order_creator(kind, True))
+            for kind in _TRADE_TYPES
+        ]
+        partner = "/v3/pay/partner/transactions"
+        table += [
+            ("GET", partner + "/id/{transaction_id}", self.query_by_transaction_id),
+            ("GET", partner + "/out-trade-no/{out_trade_no}", self.query_by_out_trade_no),
+            ("POST", partner + "/out-trade-no/{out_trade_no}/close", self.close),
             ("GET", "/v3/pay/transactions/id/{transaction_id}", self.query_by_transaction_id),
             ("GET", "/v3/pay/transactions/out-trade-no/{out_trade_no}", self.query_by_out_trade_no),
             ("POST", "/v3/pay/transactions/out-trade-no/{out_trade_no}/close", self.close),
@@ -82,31 +98,47 @@ class PaymentState:
 
     # -- orders ----------------------------------------------------------------------------
 
-    def _order_creator(self, kind: str) -> Callable[[RecordedRequest, Mapping[str, str]], Reply]:
+    def _order_creator(
+        self, kind: str, partner: bool = False
+    ) -> Callable[[RecordedRequest, Mapping[str, str]], Reply]:
         def create(request: RecordedRequest, _: Mapping[str, str]) -> Reply:
-            return self.create_order(kind, request.json())
+            return self.create_order(kind, request.json(), partner=partner)
 
         return create
 
-    def create_order(self, kind: str, document: Any) -> Reply:
-        body = require(
-            document, ("appid", "mchid", "description", "out_trade_no", "notify_url", "amount")
-        )
-        if body["mchid"] != self.mchid:
-            raise param_error("/mchid", "mchid与请求的商户号不一致", value=body["mchid"])
+    def _order_body(self, kind: str, document: Any, partner: bool) -> dict[str, Any]:
+        """The order's body, checked as WeChat Pay checks it (``ApiFailure`` otherwise)."""
+        common = ("description", "out_trade_no", "notify_url", "amount")
+        if partner:
+            body = require(document, ("sp_appid", "sp_mchid", "sub_mchid", *common))
+            if body["sp_mchid"] != self.mchid:
+                raise param_error(
+                    "/sp_mchid", "sp_mchid与请求的商户号不一致", value=body["sp_mchid"]
+                )
+        else:
+            body = require(document, ("appid", "mchid", *common))
+            if body["mchid"] != self.mchid:
+                raise param_error("/mchid", "mchid与请求的商户号不一致", value=body["mchid"])
         total = body["amount"].get("total") if isinstance(body["amount"], dict) else None
         if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
             raise param_error("/amount/total", "total 应为大于0的整数（单位：分）")
-        if kind == "jsapi" and not (
-            isinstance(body.get("payer"), dict) and body["payer"].get("openid")
-        ):
+        payer: dict[str, Any] = body["payer"] if isinstance(body.get("payer"), dict) else {}
+        if kind == "jsapi" and not partner and not payer.get("openid"):
             raise param_error("/payer/openid", "JSAPI下单 payer.openid 为必填参数")
+        if kind == "jsapi" and partner and not (payer.get("sp_openid") or payer.get("sub_openid")):
+            raise param_error("/payer", "JSAPI下单 payer.sp_openid 或 payer.sub_openid 必填其一")
+        if partner and payer.get("sub_openid") and not body.get("sub_appid"):
+            raise param_error("/sub_appid", "传入 payer.sub_openid 时 sub_appid 为必填参数")
         if kind == "h5" and not (
             isinstance(body.get("scene_info"), dict) and body["scene_info"].get("payer_client_ip")
         ):
             raise param_error(
                 "/scene_info/payer_client_ip", "H5下单 scene_info.payer_client_ip 为必填参数"
             )
+        return body
+
+    def create_order(self, kind: str, document: Any, *, partner: bool = False) -> Reply:
+        body = self._order_body(kind, document, partner)
         out_trade_no = body["out_trade_no"]
         order = self.orders.get(out_trade_no)
         if order is None:
@@ -139,30 +171,49 @@ class PaymentState:
     def _transaction(self, out_trade_no: str, order: Order) -> dict[str, Any]:
         request = order.request
         total = request["amount"]["total"]
-        document: dict[str, Any] = {
-            "appid": request["appid"],
-            "mchid": self.mchid,
-            "out_trade_no": out_trade_no,
-            "trade_type": order.trade_type,
-            "trade_state": order.trade_state,
-            "trade_state_desc": {
-                "NOTPAY": "未支付",
-                "SUCCESS": "支付成功",
-                "CLOSED": "已关闭",
-                "REFUND": "转入退款",
-            }[order.trade_state],
-            "attach": request.get("attach", ""),
-            "amount": {"total": total, "currency": request["amount"].get("currency", "CNY")},
-        }
+        document: dict[str, Any] = (
+            {"appid": request["appid"], "mchid": self.mchid}
+            if order.sub_mchid is None
+            else {
+                "sp_appid": request["sp_appid"],
+                "sp_mchid": self.mchid,
+                **({"sub_appid": request["sub_appid"]} if request.get("sub_appid") else {}),
+                "sub_mchid": order.sub_mchid,
+            }
+        )
+        document.update(
+            {
+                "out_trade_no": out_trade_no,
+                "trade_type": order.trade_type,
+                "trade_state": order.trade_state,
+                "trade_state_desc": {
+                    "NOTPAY": "未支付",
+                    "SUCCESS": "支付成功",
+                    "CLOSED": "已关闭",
+                    "REFUND": "转入退款",
+                }[order.trade_state],
+                "attach": request.get("attach", ""),
+                "amount": {"total": total, "currency": request["amount"].get("currency", "CNY")},
+            }
+        )
         if order.transaction_id is not None:
             document.update(
                 transaction_id=order.transaction_id,
                 bank_type="OTHERS",
                 success_time=order.success_time,
-                payer={"openid": order.payer_openid},
+                payer=self._payer(order),
             )
             document["amount"].update(payer_total=total, payer_currency="CNY")
         return document
+
+    def _payer(self, order: Order) -> dict[str, Any]:
+        if order.sub_mchid is None:
+            return {"openid": order.payer_openid}
+        given: dict[str, Any] = order.request.get("payer") or {}
+        payer = {"sp_openid": given.get("sp_openid") or order.payer_openid}
+        if order.request.get("sub_appid"):
+            payer["sub_openid"] = given.get("sub_openid") or order.payer_openid
+        return payer
 
     def pay(self, out_trade_no: str, *, openid: str) -> dict[str, Any]:
         order = self.orders.get(out_trade_no)
@@ -187,7 +238,16 @@ class PaymentState:
     def order_by_prepay_id(self, prepay_id: str) -> Order | None:
         return next((order for order in self.orders.values() if order.prepay_id == prepay_id), None)
 
-    def _queried_mchid(self, request: RecordedRequest) -> None:
+    def _queried_mchid(self, request: RecordedRequest, order: Order | None = None) -> None:
+        if "/partner/" in request.path:
+            sp_mchid, sub_mchid = request.query.get("sp_mchid"), request.query.get("sub_mchid")
+            if not sp_mchid or not sub_mchid:
+                raise param_error("sp_mchid", "sp_mchid 与 sub_mchid 为必填参数", location="query")
+            if sp_mchid != self.mchid:
+                raise param_error("sp_mchid", "sp_mchid与请求的商户号不一致", location="query")
+            if order is not None and order.sub_mchid != sub_mchid:
+                raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
+            return
         mchid = request.query.get("mchid")
         if not mchid:
             raise param_error("mchid", "mchid 为必填参数", location="query")
@@ -197,23 +257,29 @@ class PaymentState:
     def query_by_out_trade_no(self, request: RecordedRequest, path: Mapping[str, str]) -> Reply:
         self._queried_mchid(request)
         order = self.orders.get(path["out_trade_no"])
-        if order is None:
+        if order is None or (order.sub_mchid is not None) != ("/partner/" in request.path):
             raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
+        self._queried_mchid(request, order)
         return Reply(200, self._transaction(path["out_trade_no"], order))
 
     def query_by_transaction_id(self, request: RecordedRequest, path: Mapping[str, str]) -> Reply:
         self._queried_mchid(request)
         for out_trade_no, order in self.orders.items():
-            if order.transaction_id == path["transaction_id"]:
+            if order.transaction_id == path["transaction_id"] and (
+                (order.sub_mchid is not None) == ("/partner/" in request.path)
+            ):
+                self._queried_mchid(request, order)
                 return Reply(200, self._transaction(out_trade_no, order))
         raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
 
     def close(self, request: RecordedRequest, path: Mapping[str, str]) -> Reply:
-        body = require(request.json(), ("mchid",))
-        if body["mchid"] != self.mchid:
-            raise param_error("/mchid", "mchid与请求的商户号不一致", value=body["mchid"])
+        partner = "/partner/" in request.path
+        body = require(request.json(), ("sp_mchid", "sub_mchid") if partner else ("mchid",))
+        owner = "sp_mchid" if partner else "mchid"
+        if body[owner] != self.mchid:
+            raise param_error(f"/{owner}", f"{owner}与请求的商户号不一致", value=body[owner])
         order = self.orders.get(path["out_trade_no"])
-        if order is None:
+        if order is None or order.sub_mchid != (body["sub_mchid"] if partner else None):
             raise ApiFailure(404, "ORDER_NOT_EXIST", "订单不存在")
         if order.trade_state in ("SUCCESS", "REFUND"):
             raise ApiFailure(400, "ORDERPAID", "订单已支付，不能关闭")
@@ -237,7 +303,8 @@ class PaymentState:
                 and order.transaction_id == body.get("transaction_id")
             )
         ]
-        if not found:
+        if not found or found[0][1].sub_mchid != body.get("sub_mchid"):
+            # A sub-merchant's order is refunded with its sub_mchid, a direct one without.
             raise ApiFailure(404, "RESOURCE_NOT_EXISTS", "订单不存在")
         out_trade_no, order = found[0]
         existing = self.refunds.get(body["out_refund_no"])
@@ -277,8 +344,13 @@ class PaymentState:
         }
         self.refunds[body["out_refund_no"]] = {"request": body, "answer": answer}
         if isinstance(body.get("notify_url"), str):
+            owner = (
+                {"mchid": self.mchid}
+                if order.sub_mchid is None
+                else {"sp_mchid": self.mchid, "sub_mchid": order.sub_mchid}
+            )
             notice = {
-                "mchid": self.mchid,
+                **owner,
                 "out_trade_no": out_trade_no,
                 "transaction_id": order.transaction_id,
                 "out_refund_no": body["out_refund_no"],
@@ -298,6 +370,8 @@ class PaymentState:
 
     def query_refund(self, request: RecordedRequest, path: Mapping[str, str]) -> Reply:
         existing = self.refunds.get(path["out_refund_no"])
-        if existing is None:
+        if existing is None or existing["request"].get("sub_mchid") != request.query.get(
+            "sub_mchid"
+        ):
             raise ApiFailure(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
         return Reply(200, existing["answer"])
