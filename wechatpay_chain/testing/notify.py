@@ -16,6 +16,7 @@ import secrets
 import string
 import time
 import uuid
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import aiohttp
@@ -103,14 +104,54 @@ class Delivery:
         return self
 
 
+class Courier:
+    """Posts in the background: the deliveries under way, as tasks, and one session for them,
+    opened on the first post and closed (the tasks cancelled) by :meth:`close`."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    def start(self, delivery: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(delivery)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def post(
+        self, url: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int | None, bytes, str | None]:
+        """The answer's status and body, or ``None``, ``b""`` and what went wrong."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout)
+            )
+        started = time.monotonic()
+        try:
+            async with self._session.post(url, data=body, headers=headers) as answer:
+                return answer.status, await answer.read(), None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            waited = time.monotonic() - started
+            return None, b"", f"{type(error).__name__} after {waited:.2f} s"
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
 @attrs.define
 class NotificationSender:
     signer: WeChatPaySigner
     apiv3_key: bytes = attrs.field(repr=False)
     time_scale: float = 1.0
     deliveries: list[Delivery] = attrs.field(factory=list)
-    _tasks: set[asyncio.Task[None]] = attrs.field(factory=set, repr=False)
-    _session: aiohttp.ClientSession | None = attrs.field(default=None, repr=False)
+    _courier: Courier = attrs.field(factory=lambda: Courier(ANSWER_WITHIN_SECONDS), repr=False)
 
     def envelope(
         self,
@@ -189,9 +230,7 @@ class NotificationSender:
         )
         delivery = Delivery(id=envelope["id"], url=url, event_type=event_type, resource=resource)
         self.deliveries.append(delivery)
-        task = asyncio.get_running_loop().create_task(self._deliver(delivery, envelope, fault))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._courier.start(self._deliver(delivery, envelope, fault))
         return delivery
 
     async def _deliver(
@@ -222,7 +261,7 @@ class NotificationSender:
                         "Content-Type": "application/json",
                         **self.signer.headers(body, this_fault),
                     }
-                status, error = await self._post(delivery.url, headers, sent)
+                status, _, error = await self._courier.post(delivery.url, headers, sent)
                 delivery.attempts.append(
                     Attempt(
                         number + 1, status, error, this_fault.kind if this_fault else None, sent
@@ -234,28 +273,5 @@ class NotificationSender:
         finally:
             delivery._finished.set()
 
-    async def _post(
-        self, url: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int | None, str | None]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=ANSWER_WITHIN_SECONDS)
-            )
-        started = time.monotonic()
-        try:
-            async with self._session.post(url, data=body, headers=headers) as answer:
-                await answer.read()
-                return answer.status, None
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-            waited = time.monotonic() - started
-            return None, f"{type(error).__name__} after {waited:.2f} s"
-
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        await self._courier.close()

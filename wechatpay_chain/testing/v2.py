@@ -10,7 +10,6 @@ from the v3 state: a v2 order is not a v3 order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import gzip
 import secrets
@@ -18,7 +17,6 @@ import string
 import time
 from collections.abc import Callable
 
-import aiohttp
 import attrs
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDictProxy
@@ -28,7 +26,7 @@ from .._wire import CHINA_TIME
 from ..endpoints import endpoint_facts
 from ..errors import MalformedXmlError, UnsafeXmlError
 from .messages import RecordedRequest
-from .notify import is_loopback
+from .notify import Courier, is_loopback
 
 __all__ = ["ApiV2Fake", "V2Delivery", "V2Order"]
 
@@ -116,8 +114,7 @@ class ApiV2Fake:
         self.deliveries: list[V2Delivery] = []
         #: How many order queries answer USERPAYING after a micropay before it succeeds.
         self.micropay_polls = 1
-        self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._courier = Courier(timeout=5)
 
     def __repr__(self) -> str:
         return f"<ApiV2Fake mchid={self.mchid!r}>"
@@ -150,14 +147,7 @@ class ApiV2Fake:
         app.router.add_get("/papay/entrustweb", self._entrustweb)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        await self._courier.close()
 
     # -- the exchange --------------------------------------------------------------------------
 
@@ -720,31 +710,24 @@ class ApiV2Fake:
         if not is_loopback(url):
             delivery.done.set()
             return delivery
-        task = asyncio.get_running_loop().create_task(self._deliver(delivery))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._courier.start(self._deliver(delivery))
         return delivery
 
     async def _deliver(self, delivery: V2Delivery) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         try:
             for pause in (0.0, *RESEND_AFTER):
                 await asyncio.sleep(pause)
-                try:
-                    async with self._session.post(
-                        delivery.url, data=delivery.body, headers={"Content-Type": "text/xml"}
-                    ) as answer:
-                        text = await answer.read()
-                except (aiohttp.ClientError, asyncio.TimeoutError):
-                    delivery.answers.append(b"")
-                    continue
+                status, text, _ = await self._courier.post(
+                    delivery.url, {"Content-Type": "text/xml"}, delivery.body
+                )
                 delivery.answers.append(text)
+                if status is None:
+                    continue
                 try:
                     verdict = apiv2.parse_xml(text).get("return_code")
                 except (MalformedXmlError, UnsafeXmlError):
                     verdict = None
-                if answer.status == 200 and verdict == "SUCCESS":
+                if status == 200 and verdict == "SUCCESS":
                     delivery.acknowledged = True
                     return
         finally:
