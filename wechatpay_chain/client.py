@@ -475,18 +475,10 @@ class WeChatPay(TypedRoot):
         method = method.upper()
         segments = split_path(path) if isinstance(path, str) else path
         if segments[:1] == ("v2",):
+            if json is not None or data is not None or upload is not None:
+                raise TypeError("an APIv2 (v2/) call takes its body as xml={...}")
             return self._build_v2_request(
-                method,
-                segments,
-                xml=xml,
-                json=json,
-                data=data,
-                params=params,
-                headers=headers,
-                timeout=timeout,
-                retry=retry,
-                path_params=path_params,
-                upload=upload,
+                method, segments, xml, params, headers, timeout, retry, path_params
             )
         if xml is not None:
             raise TypeError("xml= is the body of an APIv2 call (a v2/ path); v3 takes json=")
@@ -504,25 +496,19 @@ class WeChatPay(TypedRoot):
             upload,
         )
 
-    def _build_v2_request(
+    def _build_v2_request(  # noqa: PLR0917 - build_request's own arguments, passed on
         self,
         method: str,
         segments: tuple[str, ...],
-        *,
         xml: Mapping[str, object] | None,
-        json: Any,
-        data: bytes | str | None,
         params: Mapping[str, QueryValue] | None,
         headers: Mapping[str, str] | None,
         timeout: Any,
         retry: RetryMode,
         path_params: Mapping[str, object] | None,
-        upload: Upload | None,
     ) -> Request:
         """An APIv2 call: the ``v2/`` dropped from the URL, the XML body signed with the
         APIv2 key, the endpoint's facts (client certificate, host, signed answer) applied."""
-        if json is not None or data is not None or upload is not None:
-            raise TypeError("an APIv2 (v2/) call takes its body as xml={...}")
         if self._apiv2_key is None:
             raise ConfigError("apiv2_key: an APIv2 (v2/) call needs the client's APIv2 key")
         if xml is None:
