@@ -85,6 +85,9 @@ if TYPE_CHECKING:
         MessageSigner,
         Signer,
     )
+    from .sync import (
+        SyncWeChatPay,
+    )
     from .verifying import (
         PublicKeyStore,
         Verifier,
@@ -126,6 +129,7 @@ _HOMES = {
     "SignatureMismatchError": "errors",
     "Signer": "signing",
     "SigningMiddleware": "middleware",
+    "SyncWeChatPay": "sync",
     "TimestampSkewError": "errors",
     "TransportError": "errors",
     "UnknownSerialError": "errors",
@@ -182,6 +186,7 @@ __all__ = [
     "SignatureMismatchError",
     "Signer",
     "SigningMiddleware",
+    "SyncWeChatPay",
     "TimestampSkewError",
     "TransportError",
     "UnknownSerialError",

@@ -2,14 +2,16 @@
 
 ``wechatpay_server`` is a started :class:`FakeWeChatPay`; ``wechatpay_client`` is a
 ``WeChatPay`` bound to it, closed after the test. Both are async fixtures run by
-pytest-asyncio (``pip install pytest-asyncio``; ``asyncio_mode = "auto"`` or mark the tests
-with ``@pytest.mark.asyncio``). RSA keys are generated once per test session, so a fresh
+pytest-asyncio (``pip install 'wechatpay-chain[testing]'``; ``asyncio_mode = "auto"`` or
+mark the tests with ``@pytest.mark.asyncio``). ``wechatpay_thread_server`` serves from a
+thread of its own and ``wechatpay_sync_client`` is a ``SyncWeChatPay`` for it: plain
+fixtures for blocking code. RSA keys are generated once per test session, so a fresh
 server per test costs milliseconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from ..client import WeChatPay
+    from ..sync import SyncWeChatPay
     from .server import FakeWeChatPay
 
 try:
@@ -34,6 +37,27 @@ def wechatpay_keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
     from .keypairs import generate_private_key  # noqa: PLC0415
 
     return generate_private_key(), generate_private_key()
+
+
+@pytest.fixture
+def wechatpay_thread_server(
+    wechatpay_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey],
+) -> Iterator[FakeWeChatPay]:
+    """A fake WeChat Pay server serving from a background thread (``serve_in_thread``), for
+    blocking code and for frameworks with a loop of their own; no pytest-asyncio needed."""
+    from .server import FakeWeChatPay  # noqa: PLC0415 - see wechatpay_keys
+
+    merchant_key, wechatpay_key = wechatpay_keys
+    server = FakeWeChatPay(merchant_private_key=merchant_key, wechatpay_private_key=wechatpay_key)
+    with server.serve_in_thread():
+        yield server
+
+
+@pytest.fixture
+def wechatpay_sync_client(wechatpay_thread_server: FakeWeChatPay) -> Iterator[SyncWeChatPay]:
+    """A ``SyncWeChatPay`` for the threaded fake server's merchant, closed after the test."""
+    with wechatpay_thread_server.sync_client() as client:
+        yield client
 
 
 if pytest_asyncio is not None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import inspect
 import re
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote
 
 import attrs
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from multidict import CIMultiDictProxy, MultiDictProxy
 
+from .._loop_thread import LoopThread
 from ..certificates import CERTIFICATES_TARGET
 from ..client import WeChatPay
 from ..crypto import apiv3_key_bytes, rsa_oaep_decrypt, rsa_oaep_encrypt
@@ -46,7 +48,14 @@ from .state import PaymentState
 from .tls import IssuedCertificate, TestCA
 from .v2 import ApiV2Fake
 
+if TYPE_CHECKING:
+    from ..sync import SyncWeChatPay
+
 __all__ = ["FakeWeChatPay", "MerchantCredentials", "RouteHandler", "generate_private_key"]
+
+T = TypeVar("T")
+#: How long the test's thread waits for the server's loop (start, stop, a helper).
+_THREAD_TIMEOUT = 30.0
 
 RouteHandler = Callable[[RecordedRequest, Mapping[str, str]], Reply | Awaitable[Reply]]
 
@@ -216,6 +225,8 @@ class FakeWeChatPay:
         self._injections: list[_Injection] = []
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
+        #: The loop thread of serve_in_thread(), while it serves.
+        self._thread: LoopThread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -278,8 +289,58 @@ class FakeWeChatPay:
 
     # -- what a test uses ------------------------------------------------------------------
 
-    def client(self, **overrides: Any) -> WeChatPay:
-        """A :class:`~wechatpay_chain.WeChatPay` for this server's merchant, bound to it."""
+    @contextlib.contextmanager
+    def serve_in_thread(self) -> Iterator[FakeWeChatPay]:
+        """Serve from a background thread with an event loop of its own, and yield the server::
+
+            with FakeWeChatPay().serve_in_thread() as fake:
+                with fake.sync_client() as wxpay:
+                    wxpay.v3.pay.transactions.native.post(json={...})
+                fake.pay("T1")
+
+        For blocking code and for frameworks that run an event loop of their own (Starlette's
+        ``TestClient``, Django's test client). The test's thread uses the server as usual:
+        :meth:`pay`, :meth:`sign_contract`, :meth:`inject` and :meth:`route` run on the
+        server's loop; :meth:`run` runs a coroutine there (``fake.run(fake.notify(...))``);
+        :attr:`requests` and :attr:`deliveries` can be read at any time.
+        """
+        if self._thread is not None or self._runner is not None:
+            raise RuntimeError("this fake server is already serving")
+        thread = LoopThread("wechatpay-chain-fake")
+        try:
+            thread.run(self.start(), timeout=_THREAD_TIMEOUT)
+            self._thread = thread
+            yield self
+        finally:
+            self._thread = None
+            try:
+                if thread.alive:
+                    thread.run(self.stop(), timeout=_THREAD_TIMEOUT)
+            finally:
+                thread.stop()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], *, timeout: float = 60.0) -> T:
+        """Run ``coroutine`` on the server's loop and return its result: for a test's thread
+        while :meth:`serve_in_thread` serves (``fake.run(fake.notify(url, ...))``)."""
+        thread = self._thread
+        if thread is None:
+            coroutine.close()
+            raise RuntimeError("FakeWeChatPay.run is for a server started by serve_in_thread()")
+        return thread.run(coroutine, timeout=timeout)
+
+    def _on_loop(self, function: Callable[[], T]) -> T:
+        """``function()`` on the server's loop when it serves from a thread and this is
+        another thread: the state it touches is the loop's, and notifications start there."""
+        thread = self._thread
+        if thread is None or thread.in_thread():
+            return function()
+
+        async def call() -> T:
+            return function()
+
+        return thread.run(call(), timeout=_THREAD_TIMEOUT)
+
+    def _client_options(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         if self.merchant.private_key_pem is None and "private_key" not in overrides:
             raise ConfigError(
                 "this fake server knows only the merchant's public key: pass private_key="
@@ -301,7 +362,20 @@ class FakeWeChatPay:
             options["client_cert"] = self.client_certificate.cert_pem
             options["ssl_context"] = self.ca.client_context()
         options.update(overrides)
-        return WeChatPay(**options)
+        return options
+
+    def client(self, **overrides: Any) -> WeChatPay:
+        """A new :class:`~wechatpay_chain.WeChatPay` for this server's merchant, bound to it.
+
+        Each call makes a new client, which opens its connections in the loop that first
+        uses it: with :meth:`serve_in_thread`, any loop of the test's may use it."""
+        return WeChatPay(**self._client_options(overrides))
+
+    def sync_client(self, **overrides: Any) -> SyncWeChatPay:
+        """A new :class:`~wechatpay_chain.sync.SyncWeChatPay` for this server's merchant."""
+        from ..sync import SyncWeChatPay  # noqa: PLC0415 - only for the tests that block
+
+        return SyncWeChatPay(**self._client_options(overrides))
 
     def route(self, method: str, template: str, handler: RouteHandler) -> None:
         """Answer ``method template`` (``{name}`` placeholders allowed) with ``handler``.
@@ -310,7 +384,8 @@ class FakeWeChatPay:
         a :class:`Reply` (or raises :class:`ApiFailure`); it may be a coroutine function.
         Routes added here take precedence over the built-in ones.
         """
-        self._routes.insert(0, _Route(method.upper(), _compile_template(template), handler))
+        route = _Route(method.upper(), _compile_template(template), handler)
+        self._on_loop(lambda: self._routes.insert(0, route))
 
     def inject(
         self, fault: Fault, *, times: int = 1, method: str | None = None, path: str | None = None
@@ -318,14 +393,15 @@ class FakeWeChatPay:
         """Apply ``fault`` to the next ``times`` authenticated requests matching ``method`` and ``path``."""
         if times < 1:
             raise ValueError("times must be at least 1")
-        self._injections.append(_Injection(fault, times, method.upper() if method else None, path))
+        injection = _Injection(fault, times, method.upper() if method else None, path)
+        self._on_loop(lambda: self._injections.append(injection))
 
     def pay(
         self, out_trade_no: str, *, openid: str = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
     ) -> dict[str, Any]:
         """Play the user who pays an order: returns the transaction as a query would, and
         sends ``TRANSACTION.SUCCESS`` to the order's ``notify_url`` (see :attr:`deliveries`)."""
-        return self.state.pay(out_trade_no, openid=openid)
+        return self._on_loop(lambda: self.state.pay(out_trade_no, openid=openid))
 
     def sign_contract(
         self, out_contract_code: str, *, openid: str = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
@@ -336,7 +412,7 @@ class FakeWeChatPay:
         (:meth:`pay`). Returns the contract and sends ``ENTRUST.SIGN`` to the pre-sign's
         ``notify_url``.
         """
-        return self.contracts.sign(out_contract_code, openid=openid)
+        return self._on_loop(lambda: self.contracts.sign(out_contract_code, openid=openid))
 
     # -- notifications ---------------------------------------------------------------------
 
@@ -428,6 +504,9 @@ class FakeWeChatPay:
         unless a request names an older one. Returns its serial."""
         if self.keys.mode == "public_key":
             raise ValueError("a public-key-mode server has no platform certificates to rotate")
+        return self._on_loop(self._rotate)
+
+    def _rotate(self) -> str:
         platform = self.keys.add_certificate()
         self._notifier.signer = self.keys.signer()
         return platform.serial
