@@ -50,6 +50,7 @@ def typing_speed(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmarks under benchmarks/: a table each, and JSON in benchmarks/results/."""
     # [tests]: the import benchmark times the pytest plugin, which needs pytest-asyncio.
-    session.install("-e", ".[tests]")
+    # requests: bench_sync.py compares with the synchronous SDKs' way of calling.
+    session.install("-e", ".[tests]", "requests")
     for script in sorted(Path("benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)
