@@ -556,3 +556,15 @@ def test_regions_are_named_base_urls_with_their_failover_pairs(
         "hk": ("https://apihk.mch.weixin.qq.com", "https://api.mch.weixin.qq.com"),
         "global": ("https://apihk.mch.weixin.qq.com", "https://api.mch.weixin.qq.com"),
     }
+
+
+async def test_encrypt_before_any_certificate_is_known_says_what_to_do(
+    wechatpay_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey],
+) -> None:
+    merchant_key, _ = wechatpay_keys
+    wxpay = WeChatPay(MCHID, SERIAL, merchant_key, apiv3_key="a" * 32)  # certificate mode
+    with pytest.raises(ConfigError, match=r"certificates\.refresh\(\)"):
+        wxpay.encrypt("张三")
+    bare = WeChatPay(MCHID, SERIAL, merchant_key, certificates="off")
+    with pytest.raises(ConfigError, match="public_keys="):
+        bare.encrypt("张三")

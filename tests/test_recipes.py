@@ -112,7 +112,7 @@ def test_a_celery_style_task_in_threads_and_in_a_forked_worker(
     from recipes import celery_task
 
     fake = wechatpay_thread_server
-    celery_task.SETTINGS.update(fake._client_options({}))
+    celery_task.SETTINGS.update(fake.client_options())
     with fake.sync_client() as wxpay:
         for out_trade_no in ("C-1", "C-2", "C-3"):
             wxpay.v3.pay.transactions.native.post(

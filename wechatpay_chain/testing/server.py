@@ -340,7 +340,10 @@ class FakeWeChatPay:
 
         return thread.run(call(), timeout=_THREAD_TIMEOUT)
 
-    def _client_options(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    def client_options(self, **overrides: Any) -> dict[str, Any]:
+        """The arguments :meth:`client` and :meth:`sync_client` pass to the client: the
+        merchant's keys, the server's URL, its APIv3 and APIv2 keys, its clock (and, with
+        ``tls=True``, the client certificate and the CA), then ``overrides``."""
         if self.merchant.private_key_pem is None and "private_key" not in overrides:
             raise ConfigError(
                 "this fake server knows only the merchant's public key: pass private_key="
@@ -369,13 +372,13 @@ class FakeWeChatPay:
 
         Each call makes a new client, which opens its connections in the loop that first
         uses it: with :meth:`serve_in_thread`, any loop of the test's may use it."""
-        return WeChatPay(**self._client_options(overrides))
+        return WeChatPay(**self.client_options(**overrides))
 
     def sync_client(self, **overrides: Any) -> SyncWeChatPay:
         """A new :class:`~wechatpay_chain.sync.SyncWeChatPay` for this server's merchant."""
         from ..sync import SyncWeChatPay  # noqa: PLC0415 - only for the tests that block
 
-        return SyncWeChatPay(**self._client_options(overrides))
+        return SyncWeChatPay(**self.client_options(**overrides))
 
     def route(self, method: str, template: str, handler: RouteHandler) -> None:
         """Answer ``method template`` (``{name}`` placeholders allowed) with ``handler``.
