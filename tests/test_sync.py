@@ -510,3 +510,22 @@ def test_serve_in_thread_refuses_a_second_start_and_run_outside_it(fake: FakeWeC
 
     with pytest.raises(RuntimeError, match="serve_in_thread"):
         idle.run(nothing())
+
+
+def test_the_v2_bill_helpers_are_there_too(fake: FakeWeChatPay, wxpay: SyncWeChatPay) -> None:
+    wxpay.v2.pay.unifiedorder.post(
+        xml={
+            "appid": APPID,
+            "body": "b",
+            "out_trade_no": "sv2-1",
+            "total_fee": 5,
+            "spbill_create_ip": "127.0.0.1",
+            "notify_url": "https://shop.example/n",
+            "trade_type": "NATIVE",
+        }
+    )
+    fake.v2.pay("sv2-1")
+    today = datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8))).date()
+    with wxpay.bills.trade_v2(APPID, today) as bill:
+        rows = list(bill.rows())
+    assert [row["商户订单号"] for row in rows] == ["sv2-1"]

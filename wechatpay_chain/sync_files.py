@@ -7,9 +7,8 @@ calling thread waits for it.
 
 from __future__ import annotations
 
-import datetime
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -17,12 +16,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from multidict import CIMultiDictProxy
 
 from ._loop_thread import LoopThread
+from .files.bills import Bills
 
 if TYPE_CHECKING:
-    import aiohttp
-
-    from .client import WeChatPay
-    from .files import BillStream, Download, Opening, ProgressCallback
+    from .files import BillStream, Download, Opening
     from .sync import SyncWeChatPay
 
 __all__ = ["SyncBillStream", "SyncBills", "SyncDownload"]
@@ -208,58 +205,20 @@ class SyncBills:
         bill = self._owner._run(lambda _: _opened(opening), running)
         return SyncBillStream(running.thread, bill)
 
-    def trade(
-        self,
-        bill_date: str | datetime.date,
-        bill_type: str = "ALL",
-        tar_type: str | None = None,
-        *,
-        sub_mchid: str | None = None,
-        on_progress: ProgressCallback | None = None,
-        timeout: float | aiohttp.ClientTimeout | None = None,
-    ) -> SyncBillStream:
-        """The trade bill of ``bill_date`` (``GET /v3/bill/tradebill``), opened."""
-        client: WeChatPay = self._owner._running().client
-        return self._open(
-            client.bills.trade(
-                bill_date,
-                bill_type,
-                tar_type,
-                sub_mchid=sub_mchid,
-                on_progress=on_progress,
-                timeout=timeout,
-            )
-        )
+    # Each method is the async client's of the same name (same arguments), opened on the
+    # loop: ``trade``, ``fundflow``, ``download``, ``trade_v2``, ``fundflow_v2``.
+    def _bill(name: str) -> Callable[..., SyncBillStream]:  # type: ignore[misc]
+        def open_bill(self: SyncBills, *args: Any, **kwargs: Any) -> SyncBillStream:
+            bills = self._owner._running().client.bills
+            return self._open(getattr(bills, name)(*args, **kwargs))
 
-    def fundflow(
-        self,
-        bill_date: str | datetime.date,
-        account_type: str = "BASIC",
-        tar_type: str | None = None,
-        *,
-        on_progress: ProgressCallback | None = None,
-        timeout: float | aiohttp.ClientTimeout | None = None,
-    ) -> SyncBillStream:
-        """The fund-flow bill of ``bill_date`` (``GET /v3/bill/fundflowbill``), opened."""
-        client: WeChatPay = self._owner._running().client
-        return self._open(
-            client.bills.fundflow(
-                bill_date, account_type, tar_type, on_progress=on_progress, timeout=timeout
-            )
-        )
+        open_bill.__name__ = name
+        open_bill.__doc__ = getattr(Bills, name).__doc__
+        return open_bill
 
-    def download(
-        self,
-        answer: Mapping[str, Any],
-        *,
-        tar_type: str | None = None,
-        on_progress: ProgressCallback | None = None,
-        timeout: float | aiohttp.ClientTimeout | None = None,
-    ) -> SyncBillStream:
-        """Download the bill an apply call answered, opened."""
-        client: WeChatPay = self._owner._running().client
-        return self._open(
-            client.bills.download(
-                answer, tar_type=tar_type, on_progress=on_progress, timeout=timeout
-            )
-        )
+    trade = _bill("trade")
+    fundflow = _bill("fundflow")
+    download = _bill("download")
+    trade_v2 = _bill("trade_v2")
+    fundflow_v2 = _bill("fundflow_v2")
+    del _bill
