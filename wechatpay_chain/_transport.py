@@ -210,11 +210,8 @@ class Transport:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def is_closed(self) -> bool:
+        """Whether :meth:`close` was called (the retry middleware asks before a resend)."""
         return self._closed
 
     def open(self) -> aiohttp.ClientSession:
